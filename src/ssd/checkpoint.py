@@ -1,0 +1,65 @@
+"""Checkpoints: the model's config with its weights, written atomically, loaded with ``weights_only=True``."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .config import ModelConfig
+from .errors import DataError
+from .model.ssd import SSD
+
+FORMAT_VERSION = 1
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> None:
+    """Write ``obj`` to a temporary file beside ``path`` and rename it: an interruption never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save(model: SSD, path: str | os.PathLike[str], **extra: Any) -> None:
+    """Save ``model`` (config and weights, plus any ``extra`` entries such as optimizer state) to ``path``."""
+    atomic_torch_save(
+        {"format_version": FORMAT_VERSION, "config": model.config.to_dict(), "model": model.state_dict(), **extra}, path
+    )
+
+
+def read_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """The raw checkpoint dict, with a clear error for a missing, truncated or foreign file."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "checkpoint file not found")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises many types for damaged files
+        raise DataError(path, f"cannot read checkpoint ({type(exc).__name__}: {exc})") from None
+    if not isinstance(ckpt, dict) or "config" not in ckpt or "model" not in ckpt:
+        raise DataError(path, "not an ssd-detector checkpoint (expected the keys 'config' and 'model')")
+    return ckpt
+
+
+def load(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> SSD:
+    """Rebuild the model saved at ``path``: the checkpoint alone is enough."""
+    ckpt = read_checkpoint(path, map_location)
+    config = ModelConfig.from_dict(ckpt["config"], source=f"{path}: config")
+    model = SSD(config)
+    try:
+        model.load_state_dict(ckpt["model"])
+    except RuntimeError as exc:
+        raise DataError(path, f"weights do not fit the saved config: {exc}") from None
+    return model.eval()
