@@ -43,6 +43,8 @@ class MultiBoxLoss(nn.Module):
         Returns ``{"loc": alpha * L_loc / N, "conf": L_conf / N}``; their sum is the training objective.
         """
         loc, conf = loc.float(), conf.float()
+        if gt_xyxy.shape[1] == 0:  # no box in the whole batch: one padding column keeps the gathers valid
+            gt_xyxy, gt_labels, gt_valid = gt_xyxy.new_zeros(len(loc), 1, 4), gt_labels.new_zeros(len(loc), 1), gt_valid.new_zeros(len(loc), 1)
         with torch.no_grad():
             matched = match(gt_xyxy, gt_valid, self.priors_xyxy, self.iou_threshold)  # [B, P], -1 = background
             positive = matched >= 0

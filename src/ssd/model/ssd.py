@@ -37,7 +37,10 @@ def feature_map_sizes(backbone_args: dict[str, Any], input_size: int) -> list[in
     """Side of each source feature map, from a dry run of the backbone on the meta device (no compute)."""
     with torch.device("meta"):
         probe = VGG16Base(**backbone_args)
-        sources = probe(torch.empty(1, 3, input_size, input_size))
+        try:
+            sources = probe(torch.empty(1, 3, input_size, input_size))
+        except RuntimeError as exc:
+            raise SSDError(f"input size {input_size} is too small for this network ({exc})") from None
     sizes = []
     for f in sources:
         if f.shape[-1] != f.shape[-2] or f.shape[-1] < 1:

@@ -1,0 +1,35 @@
+import pytest
+
+from ssd.config import ModelConfig
+from ssd.errors import SSDError
+from ssd.presets import model_config
+
+
+def test_unknown_key_is_an_error_naming_it():
+    with pytest.raises(SSDError, match="unknown key.*num_clases"):
+        ModelConfig.from_dict({"num_clases": 3}, source="my.yaml")
+
+
+def test_inconsistent_lengths_are_errors():
+    with pytest.raises(SSDError, match="steps needs 6"):
+        ModelConfig(steps=[8, 16])
+    with pytest.raises(SSDError, match="class_names has 2 names"):
+        ModelConfig(num_classes=3, class_names=["__background__", "a"])
+    with pytest.raises(SSDError, match="scales needs 7"):
+        ModelConfig(scales=[0.1, 0.2], min_sizes=None, max_sizes=None)
+
+
+def test_unknown_preset():
+    with pytest.raises(SSDError, match="unknown model preset"):
+        model_config("yolo")
+
+
+def test_dict_round_trip():
+    cfg = model_config("ssd512_vgg16", num_classes=4)
+    assert ModelConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_sizes_and_scales_are_two_spellings_of_the_same_boxes():
+    by_pixels = ModelConfig().prior_sizes()
+    by_scales = ModelConfig(min_sizes=None, max_sizes=None, scales=[0.1, 0.2, 0.37, 0.54, 0.71, 0.88, 1.05]).prior_sizes()
+    assert by_pixels[0] == pytest.approx(by_scales[0]) and by_pixels[1] == pytest.approx(by_scales[1])

@@ -1,0 +1,93 @@
+import torch
+from torchvision.ops import batched_nms
+
+from ssd.boxes import cxcywh_to_xyxy, decode, encode, xyxy_to_cxcywh
+from ssd.postprocess import PostProcessSettings, postprocess
+
+VAR = [0.1, 0.1, 0.2, 0.2]
+
+
+def _logits_for(probabilities):
+    return torch.log(torch.tensor(probabilities))
+
+
+def _run(boxes_xyxy, probs, priors_xyxy=None, sizes=((100, 100),), **settings):
+    """Head outputs that decode exactly to ``boxes_xyxy`` (normalised) with class ``probs``."""
+    boxes_xyxy = torch.tensor(boxes_xyxy, dtype=torch.float32)
+    priors = xyxy_to_cxcywh(priors_xyxy if priors_xyxy is not None else boxes_xyxy)
+    loc = encode(xyxy_to_cxcywh(boxes_xyxy), priors, VAR)[None]
+    conf = _logits_for(probs)[None]
+    return postprocess(loc, conf, priors, VAR, list(sizes), PostProcessSettings(**settings))
+
+
+def test_nms_removes_overlapping_boxes_of_one_class_only():
+    boxes = [[0.1, 0.1, 0.5, 0.5], [0.12, 0.1, 0.52, 0.5], [0.6, 0.6, 0.9, 0.9]]
+    probs = [[0.1, 0.9, 0.0], [0.2, 0.8, 0.0], [0.3, 0.7, 0.0]]
+    out = _run(boxes, probs)[0]
+    # box 1 overlaps box 0 (IoU 0.9 > 0.45) with a lower score: suppressed
+    assert out["labels"].tolist() == [1, 1]
+    torch.testing.assert_close(out["scores"], torch.tensor([0.9, 0.7]))
+    torch.testing.assert_close(out["boxes"], torch.tensor([[10.0, 10, 50, 50], [60, 60, 90, 90]]), atol=1e-4, rtol=0)
+    # the same two boxes with different classes are both kept
+    probs = [[0.1, 0.9, 0.0], [0.2, 0.0, 0.8], [0.3, 0.7, 0.0]]
+    out = _run(boxes, probs)[0]
+    assert sorted(out["labels"].tolist()) == [1, 1, 2]
+
+
+def test_score_threshold_and_per_image_cap():
+    boxes = [[0.0, 0.0, 0.1, 0.1], [0.5, 0.5, 0.6, 0.6], [0.8, 0.8, 0.9, 0.9]]
+    probs = [[0.995, 0.005, 0.0], [0.5, 0.5, 0.0], [0.4, 0.6, 0.0]]
+    out = _run(boxes, probs)[0]
+    assert len(out["scores"]) == 2  # 0.005 <= 0.01 is dropped
+    out = _run(boxes, probs, detections_per_img=1)[0]
+    torch.testing.assert_close(out["scores"], torch.tensor([0.6]))
+
+
+def test_boxes_rescaled_to_each_image_and_clipped():
+    boxes = [[-0.1, 0.25, 0.5, 1.2]]
+    out = _run(boxes, [[0.0, 1.0]], sizes=[(200, 400)])[0]
+    torch.testing.assert_close(out["boxes"], torch.tensor([[0.0, 50.0, 200.0, 200.0]]), atol=1e-3, rtol=0)
+
+
+def _reference(loc, conf, priors, sizes, s: PostProcessSettings):
+    """torchvision's SSD post-processing: a loop over images and classes."""
+    results = []
+    for b in range(loc.shape[0]):
+        boxes = cxcywh_to_xyxy(decode(loc[b], priors, VAR)).clamp(0, 1)
+        h, w = sizes[b]
+        boxes = boxes * torch.tensor([w, h, w, h])
+        scores = conf[b].softmax(-1)
+        all_b, all_s, all_l = [], [], []
+        for c in range(1, scores.shape[1]):
+            sc = scores[:, c]
+            keep = sc > s.score_thresh
+            sc, bx = sc[keep], boxes[keep]
+            sc, idx = sc.topk(min(s.topk_candidates, len(sc)))
+            all_b.append(bx[idx])
+            all_s.append(sc)
+            all_l.append(torch.full_like(idx, c))
+        bx, sc, lb = torch.cat(all_b), torch.cat(all_s), torch.cat(all_l)
+        keep = batched_nms(bx, sc, lb, s.nms_thresh)[: s.detections_per_img]
+        results.append({"boxes": bx[keep], "scores": sc[keep], "labels": lb[keep]})
+    return results
+
+
+def test_vectorised_equals_per_class_loop():
+    torch.manual_seed(1)
+    priors = torch.cat([torch.rand(600, 2), torch.rand(600, 2) * 0.3 + 0.02], dim=1)
+    loc = torch.randn(3, 600, 4)
+    conf = torch.randn(3, 600, 6) * 2
+    sizes = [(100, 200), (300, 300), (50, 80)]
+    settings = PostProcessSettings(score_thresh=0.05, topk_candidates=50, detections_per_img=40)
+    ours = postprocess(loc, conf, priors, VAR, sizes, settings)
+    ref = _reference(loc, conf, priors, sizes, settings)
+    for a, b in zip(ours, ref):
+        assert len(a["scores"]) == len(b["scores"]) == 40
+        torch.testing.assert_close(a["scores"], b["scores"])
+        torch.testing.assert_close(a["boxes"], b["boxes"])
+        assert a["labels"].tolist() == b["labels"].tolist()
+
+
+def test_no_detection_above_threshold():
+    out = _run([[0.1, 0.1, 0.2, 0.2]], [[1.0, 0.0]])[0]
+    assert out["boxes"].shape == (0, 4) and out["scores"].shape == (0,) and out["labels"].shape == (0,)
