@@ -63,3 +63,18 @@ def load(path: str | os.PathLike[str], map_location: str | torch.device = "cpu")
     except RuntimeError as exc:
         raise DataError(path, f"weights do not fit the saved config: {exc}") from None
     return model.eval()
+
+
+def load_matching_weights(model: SSD, source: str | os.PathLike[str]) -> tuple[int, list[str]]:
+    """Fine-tuning: copy every tensor of checkpoint ``source`` whose name and shape fit ``model``.
+
+    Heads of a model with another number of classes do not fit and keep their fresh initialisation.
+    Returns the number of tensors copied and the names of the model's tensors left as they were.
+    """
+    state = read_checkpoint(source)["model"]
+    own = model.state_dict()
+    fitting = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    if not fitting:
+        raise DataError(source, "no tensor of this checkpoint fits the model (another architecture?)")
+    model.load_state_dict(fitting, strict=False)
+    return len(fitting), sorted(set(own) - set(fitting))

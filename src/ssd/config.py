@@ -108,3 +108,149 @@ def from_dict(cls: type, values: dict[str, Any], source: str) -> Any:
         return cls(**values)
     except TypeError as exc:
         raise SSDError(f"{source}: {exc}") from None
+
+
+@dataclass
+class TrainConfig:
+    """The training recipe. Defaults are the paper's SSD300 VOC recipe (Caffe ``ssd_pascal.py``).
+
+    ``lr`` is the learning rate for ``base_batch_size`` images per step; with another ``batch_size`` it is
+    scaled linearly (``lr * batch_size / base_batch_size``), so changing the batch size needs no other change.
+    """
+
+    iterations: int = 120_000
+    batch_size: int = 32  # global batch, split over the processes of a torchrun job
+    base_batch_size: int = 32
+    optimizer: str = "sgd"  # sgd | adamw
+    lr: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    bias_lr_factor: float = 2.0  # biases: twice the learning rate and no weight decay, as in the original
+    schedule: str = "step"  # step (x gamma at each milestone) | cosine
+    milestones: list[int] = field(default_factory=lambda: [80_000, 100_000])
+    gamma: float = 0.1
+    warmup_iters: int = 1000  # linear warm-up from warmup_factor * lr: the cure for early NaN losses
+    warmup_factor: float = 0.01
+    grad_clip: float | None = None  # max gradient norm, None = off
+    amp: bool = False  # mixed precision: bf16 on CPU (where supported), fp16 with loss scaling on CUDA
+    amp_dtype: str = "auto"  # auto | bf16 | fp16
+    channels_last: bool = False
+    sync_bn: bool = True  # SyncBatchNorm across GPUs for models with batch_norm (CUDA only)
+    workers: int = 4
+    seed: int = 0
+    train_split: str = "train"
+    val_split: str = "val"
+    eval_interval: int = 10_000  # iterations between evaluations; 0 = only at the end
+    eval_metric: str = "voc07"
+    checkpoint_interval: int = 2000
+    keep_difficult: bool = True  # train on VOC 'difficult' objects, as the original did
+    skip_bad: bool = True  # skip unreadable samples with a warning instead of stopping
+    weights: str | None = None  # start from a checkpoint (another dataset's: heads are re-initialised)
+    backbone_weights: str | None = None  # torchvision ImageNet VGG-16 weights file
+    max_minutes: float | None = None  # stop (and save) after this much training time
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in ("sgd", "adamw"):
+            raise SSDError(f"train.optimizer must be sgd or adamw, got {self.optimizer!r}")
+        if self.schedule not in ("step", "cosine"):
+            raise SSDError(f"train.schedule must be step or cosine, got {self.schedule!r}")
+        if self.amp_dtype not in ("auto", "bf16", "fp16"):
+            raise SSDError(f"train.amp_dtype must be auto, bf16 or fp16, got {self.amp_dtype!r}")
+        if self.iterations < 1 or self.batch_size < 1 or self.base_batch_size < 1:
+            raise SSDError("train.iterations, train.batch_size and train.base_batch_size must be positive")
+
+    @property
+    def scaled_lr(self) -> float:
+        """The learning rate actually used: linear scaling with the batch size."""
+        return self.lr * self.batch_size / self.base_batch_size
+
+
+@dataclass
+class RunConfig:
+    """A training run: the model preset with its overrides, the recipe, and the dataset's data YAML."""
+
+    preset: str = "ssd300_vgg16"
+    model: dict[str, Any] = field(default_factory=dict)  # ModelConfig fields overriding the preset
+    train: TrainConfig = field(default_factory=TrainConfig)
+    data: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"preset": self.preset, "model": dict(self.model), "train": dataclasses.asdict(self.train), "data": self.data}
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"train.lr=0.01"`` -> (["train", "lr"], 0.01); values are parsed as YAML (numbers, lists, null)."""
+    import yaml
+
+    if "=" not in text:
+        raise SSDError(f"override {text!r} must look like key=value (e.g. train.lr=0.01)")
+    key, _, raw = text.partition("=")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as exc:
+        raise SSDError(f"override {text!r}: cannot parse the value ({exc})") from None
+    return key.strip().split("."), value
+
+
+def run_config_from_dict(values: dict[str, Any], source: str, overrides: list[str] = ()) -> RunConfig:
+    """Build a RunConfig from a mapping (a YAML file's content) plus ``key=value`` overrides."""
+    values = dict(values or {})
+    unknown = sorted(set(values) - {"preset", "model", "train", "data"})
+    if unknown:
+        raise SSDError(f"{source}: unknown section(s) {', '.join(unknown)}; known: preset, model, train, data")
+    model = dict(values.get("model") or {})
+    train = dict(values.get("train") or {})
+    train_keys = {f.name for f in dataclasses.fields(TrainConfig)}
+    model_keys = {f.name for f in dataclasses.fields(ModelConfig)}
+    for text in overrides:
+        path, value = parse_override(text)
+        if path[0] in ("preset", "data") and len(path) == 1:
+            values[path[0]] = value
+        elif len(path) == 2 and path[0] == "train" and path[1] in train_keys:
+            train[path[1]] = value
+        elif len(path) == 2 and path[0] == "model" and path[1] in model_keys:
+            model[path[1]] = value
+        elif len(path) == 1 and path[0] in train_keys:
+            train[path[0]] = value
+        elif len(path) == 1 and path[0] in model_keys:
+            model[path[0]] = value
+        else:
+            raise SSDError(f"override {text!r}: unknown key; use train.<key>, model.<key>, preset or data")
+    unknown_model = sorted(set(model) - model_keys)
+    if unknown_model:
+        raise SSDError(f"{source}: unknown model key(s) {', '.join(unknown_model)}")
+    return RunConfig(
+        preset=values.get("preset") or "ssd300_vgg16",
+        model=model,
+        train=from_dict(TrainConfig, train, f"{source}: train"),
+        data=values.get("data"),
+    )
+
+
+def load_run_config(path: str, overrides: list[str] = ()) -> RunConfig:
+    """Read a run config YAML (``preset``, ``model``, ``train``, ``data``); a bare name means a shipped config."""
+    from pathlib import Path
+
+    import yaml
+
+    from .errors import DataError
+
+    file = Path(path)
+    if not file.exists() and not file.suffix:
+        shipped = Path(__file__).parent / "configs" / f"{path}.yaml"
+        if shipped.exists():
+            file = shipped
+    if not file.is_file():
+        raise DataError(file, "config file not found")
+    try:
+        values = yaml.safe_load(file.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise DataError(file, f"invalid YAML: {exc}") from None
+    if not isinstance(values, dict):
+        raise DataError(file, "a config file must be a mapping with the sections preset, model, train, data")
+    config = run_config_from_dict(values, str(file), list(overrides))
+    if config.data and not Path(config.data).is_absolute():
+        relative = file.parent / config.data  # data paths in a config are relative to the config file
+        if relative.exists():
+            config.data = str(relative)
+    return config

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -33,6 +34,9 @@ class MultiBoxLoss(nn.Module):
         self.iou_threshold = iou_threshold
         self.neg_pos_ratio = neg_pos_ratio
         self.loc_weight = loc_weight
+        # under DistributedDataParallel: divide by the positives of the whole global batch, so that the
+        # averaged gradients equal those of one process on the same batch (set by the training loop)
+        self.normalize_over_processes = False
 
     def forward(
         self, loc: Tensor, conf: Tensor, gt_xyxy: Tensor, gt_labels: Tensor, gt_valid: Tensor
@@ -53,7 +57,12 @@ class MultiBoxLoss(nn.Module):
             matched_xyxy = torch.gather(gt_xyxy, 1, gt_index[..., None].expand(-1, -1, 4))  # [B, P, 4]
 
         num_pos = positive.sum(dim=1)  # [B]
-        total_pos = num_pos.sum().clamp(min=1).float()
+        total_pos = num_pos.sum().float()
+        scale = 1.0
+        if self.normalize_over_processes and dist.is_available() and dist.is_initialized():
+            dist.all_reduce(total_pos)  # positives over all processes
+            scale = float(dist.get_world_size())  # DDP averages gradients over processes: undo it
+        total_pos = total_pos.clamp(min=1) / scale
 
         loc_target = encode(xyxy_to_cxcywh(matched_xyxy[positive]), self.priors_cxcywh.expand_as(loc)[positive], self.variances)
         loc_loss = F.smooth_l1_loss(loc[positive], loc_target, reduction="sum")

@@ -36,7 +36,7 @@ class SSDNet(nn.Module):
 def feature_map_sizes(backbone_args: dict[str, Any], input_size: int) -> list[int]:
     """Side of each source feature map, from a dry run of the backbone on the meta device (no compute)."""
     with torch.device("meta"):
-        probe = VGG16Base(**backbone_args)
+        probe = VGG16Base(**backbone_args).eval()
         try:
             sources = probe(torch.empty(1, 3, input_size, input_size))
         except RuntimeError as exc:

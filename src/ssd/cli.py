@@ -1,0 +1,179 @@
+"""The ``ssd`` command: parses arguments and calls the engine; no logic of its own."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Callable, Sequence
+
+from .errors import SSDError
+
+EXAMPLES = """examples:
+  ssd demo                                          # shapes dataset, train on the CPU, evaluate
+  ssd train --config ssd300_vgg16_voc0712 --data voc.yaml
+  ssd train --config configs/shapes.yaml train.batch_size=16 model.width=0.5
+  ssd train --resume runs/train3                    # continue exactly where it stopped
+  torchrun --nproc_per_node=4 -m ssd train --config ssd300_vgg16_voc0712 --data voc.yaml
+  ssd eval --weights runs/train/best.pt --data voc.yaml --metric voc07,coco
+  ssd check-data voc.yaml --model ssd300_vgg16
+"""
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train a detector",
+        description="Train an SSD. A config file (or the name of a shipped one: ssd300_vgg16_voc0712, "
+        "ssd512_vgg16_voc0712, ssd300_vgg16_coco, shapes) gives the model and recipe; key=value arguments "
+        "override it (train.lr=0.01, model.input_size=512, or bare keys such as batch_size=16). Changing "
+        "train.batch_size scales the learning rate linearly. Under torchrun each process takes its share of "
+        "the global batch.",
+    )
+    p.add_argument("--config", default="ssd300_vgg16_voc0712", help="config YAML or shipped config name")
+    p.add_argument("--data", help="data YAML (VOC, COCO or YOLO); overrides the config's data")
+    p.add_argument("--resume", metavar="RUN_OR_CHECKPOINT", help="continue a run exactly (its folder or last.pt)")
+    p.add_argument("--weights", help="start from this checkpoint (fine-tuning; heads re-initialised if classes differ)")
+    p.add_argument("--backbone-weights", help="torchvision VGG-16 ImageNet weights file for the base")
+    p.add_argument("--project", default="runs", help="parent folder of run folders (default: runs)")
+    p.add_argument("--name", help="run folder name (default: the next free runs/trainN)")
+    p.add_argument("--exist-ok", action="store_true", help="reuse an existing run folder")
+    p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
+    p.set_defaults(func=_run_train)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from .config import load_run_config
+    from .engine.train import train
+
+    run = load_run_config(args.config, args.overrides)
+    if args.data:
+        run.data = args.data
+    if args.weights:
+        run.train.weights = args.weights
+    if args.backbone_weights:
+        run.train.backbone_weights = args.backbone_weights
+    result = train(
+        run, project=args.project, name=args.name, exist_ok=args.exist_ok, resume=args.resume,
+        device=args.device, progress=not args.no_progress,
+    )
+    best = "n/a" if result.best_map is None else f"{result.best_map:.4f}"
+    print(f"{'interrupted' if result.interrupted else 'finished'} at iteration {result.iterations}; best mAP {best}; run folder {result.run_dir}")
+    return 130 if result.interrupted else 0
+
+
+def _add_eval(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "eval",
+        help="evaluate a detector on a dataset split",
+        description="Run a checkpoint (or an ONNX model) over a split and print per-class AP. voc07 = the VOC2007 "
+        "devkit's 11-point mAP@0.5 (the paper's VOC2007 test tables); voc = VOC2010+ all-point AP; coco = "
+        "AP@[.5:.95] and friends as pycocotools computes them. Writes metrics.json, COCO-format detections, "
+        "PR curves and a confusion matrix.",
+    )
+    p.add_argument("--weights", required=True, help="checkpoint (.pt) or, with --backend onnxruntime, an .onnx file")
+    p.add_argument("--data", required=True, help="data YAML")
+    p.add_argument("--split", default="test", help="split name in the data YAML (default: test)")
+    p.add_argument("--metric", default="voc07", help="comma-separated: voc07, voc, coco (default: voc07)")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--backend", default="torch", choices=["torch", "onnxruntime"])
+    p.add_argument("--out", help="output folder (default: runs/eval, numbered)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_run_eval)
+
+
+def _run_eval(args: argparse.Namespace) -> int:
+    from .engine.evaluate import run_evaluation
+
+    metrics = [m.strip() for m in args.metric.split(",") if m.strip()]
+    run_evaluation(
+        args.weights, args.data, split=args.split, metrics=metrics, batch_size=args.batch_size,
+        workers=args.workers, device=args.device, backend=args.backend, out_dir=args.out, progress=not args.no_progress,
+    )
+    return 0
+
+
+def _add_check_data(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "check-data",
+        help="report problems and statistics of a dataset",
+        description="Read every annotation of a dataset (VOC, COCO or YOLO data YAML) without training: report "
+        "unreadable files, bad boxes and unknown classes, plus images, boxes per class, box sizes and aspect "
+        "ratios, and how well a model's default boxes cover the ground truth. Exit status 1 when problems are found.",
+    )
+    p.add_argument("data", help="data YAML")
+    p.add_argument("--splits", help="comma-separated split names (default: all in the YAML)")
+    p.add_argument("--model", default="ssd300_vgg16", help="model preset whose default boxes are checked ('none' to skip)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=_run_check_data)
+
+
+def _run_check_data(args: argparse.Namespace) -> int:
+    from .data.check import run_check_data
+
+    splits = [s for s in args.splits.split(",") if s] if args.splits else None
+    model = None if args.model.lower() == "none" else args.model
+    return run_check_data(args.data, splits, model, args.json)
+
+
+def _add_demo(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "demo",
+        help="generate the shapes dataset, train on it, evaluate",
+        description="The whole pipeline on the built-in synthetic dataset: generate shapes (VOC layout), train the "
+        "small 'shapes' preset, evaluate VOC07 mAP on the held-out test split, and write the checkpoint, "
+        "metrics.json, prediction images, PR curves and the loss curve into runs/demo.",
+    )
+    p.add_argument("--data-dir", default="datasets/shapes", help="where the shapes dataset is generated")
+    p.add_argument("--out", default="runs/demo", help="run folder (replaced on every demo)")
+    p.add_argument("--config", default="shapes", help="config (default: the shipped 'shapes' preset)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. train.iterations=500")
+    p.set_defaults(func=_run_demo)
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from .engine.demo import run_demo
+
+    run_demo(args.data_dir, args.out, config=args.config, overrides=args.overrides, device=args.device, progress=not args.no_progress)
+    return 0
+
+
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_train, _add_eval, _add_check_data, _add_demo]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ssd",
+        description="SSD: Single Shot MultiBox Detector (Liu et al., ECCV 2016). Train, evaluate and deploy.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for add in COMMANDS:
+        add(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except SSDError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

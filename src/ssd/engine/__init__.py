@@ -1,0 +1,1 @@
+"""Training, evaluation and prediction loops over the model and the data."""
