@@ -33,3 +33,28 @@ def test_sizes_and_scales_are_two_spellings_of_the_same_boxes():
     by_pixels = ModelConfig().prior_sizes()
     by_scales = ModelConfig(min_sizes=None, max_sizes=None, scales=[0.1, 0.2, 0.37, 0.54, 0.71, 0.88, 1.05]).prior_sizes()
     assert by_pixels[0] == pytest.approx(by_scales[0]) and by_pixels[1] == pytest.approx(by_scales[1])
+
+
+def test_run_config_overrides(tmp_path):
+    from ssd.config import load_run_config
+
+    path = tmp_path / "run.yaml"
+    path.write_text("preset: ssd300_vgg16\nmodel: {width: 0.5}\ntrain: {iterations: 100}\n")
+    run = load_run_config(str(path), ["train.lr=0.01", "batch_size=8", "model.input_size=512", "milestones=[10, 20]"])
+    assert run.train.lr == 0.01 and run.train.batch_size == 8 and run.train.milestones == [10, 20]
+    assert run.model == {"width": 0.5, "input_size": 512}
+    assert run.train.iterations == 100
+    with pytest.raises(SSDError, match="unknown key"):
+        load_run_config(str(path), ["train.lrr=0.1"])
+    path.write_text("train: {iterations: 100, bogus: 1}\n")
+    with pytest.raises(SSDError, match="bogus"):
+        load_run_config(str(path))
+
+
+def test_shipped_configs_load_by_name():
+    from ssd.config import load_run_config
+
+    voc = load_run_config("ssd300_vgg16_voc0712")
+    assert voc.train.lr == 0.001 and voc.train.milestones == [80000, 100000] and voc.train.iterations == 120000
+    assert load_run_config("ssd512_vgg16_voc0712").preset == "ssd512_vgg16"
+    assert load_run_config("ssd300_vgg16_coco").train.eval_metric == "coco"
