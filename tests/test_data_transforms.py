@@ -1,0 +1,306 @@
+"""Augmentation invariants on synthetic samples: geometry, label alignment, the crop's centre rule, reproducibility."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import pytest
+import torch
+import torch.nn.functional as nnf
+import torchvision.transforms.v2 as T
+import torchvision.transforms.v2.functional as F
+from torch import Tensor
+from torchvision import tv_tensors
+from torchvision.ops import box_iou
+
+from ssd.data.transforms import (
+    AugmentedDataset,
+    EvalTransform,
+    MinIoURandomCrop,
+    PhotometricDistort,
+    TrainTransform,
+    adjust_hue,
+    derive_seed,
+    seeded,
+)
+from ssd.errors import DataError
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Small images: intra-op threads only add overhead (and stall on a busy machine), as in loader workers."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@dataclass
+class FakeSample:
+    """Stand-in with the fields of ``ssd.data.dataset.Sample``."""
+
+    image: Tensor
+    boxes: Tensor
+    labels: Tensor
+    difficult: Tensor
+    iscrowd: Tensor
+    image_id: int | str = 0
+    path: str = "fake.jpg"
+
+
+# label k is painted in COLOURS[k]; boxes do not overlap and each label is used once
+COLOURS = {1: (255, 0, 0), 2: (0, 255, 0), 3: (0, 0, 255), 4: (255, 255, 0), 5: (0, 255, 255)}
+BOXES = torch.tensor(
+    [[8.0, 10.0, 40.0, 50.0], [50.0, 6.0, 90.0, 30.0], [100.0, 40.0, 150.0, 110.0], [10.0, 70.0, 60.0, 115.0]]
+)
+
+
+def painted_sample(height: int = 120, width: int = 160, crowd_label: int | None = None) -> FakeSample:
+    """Black image with each box filled in its label's colour; difficult = even label; optional crowd box."""
+    boxes, labels = BOXES.clone(), torch.tensor([1, 2, 3, 4])
+    iscrowd = torch.zeros(4, dtype=torch.bool)
+    if crowd_label is not None:
+        boxes = torch.cat([boxes, torch.tensor([[60.0, 60.0, 95.0, 100.0]])])
+        labels = torch.cat([labels, torch.tensor([crowd_label])])
+        iscrowd = torch.cat([iscrowd, torch.tensor([True])])
+    image = torch.zeros(3, height, width, dtype=torch.uint8)
+    for box, label in zip(boxes.long().tolist(), labels.tolist()):
+        image[:, box[1] : box[3], box[0] : box[2]] = torch.tensor(COLOURS[label], dtype=torch.uint8)[:, None, None]
+    return FakeSample(image, boxes, labels, labels % 2 == 0, iscrowd, image_id=7)
+
+
+def test_train_output_invariants_over_many_draws():
+    size = 64
+    data = AugmentedDataset([painted_sample(crowd_label=5)] * 300, TrainTransform(size), seed=3)
+    survivors = 0
+    for i in range(len(data)):
+        image, target = data[i]
+        boxes, labels = target["boxes"], target["labels"]
+        assert image.shape == (3, size, size) and image.dtype == torch.float32
+        assert 0.0 <= image.min() and image.max() <= 1.0
+        assert boxes.dtype == torch.float32 and labels.dtype == torch.int64 and boxes.shape == (len(labels), 4)
+        assert (boxes >= 0).all() and (boxes <= size).all()
+        assert ((boxes[:, 2:] - boxes[:, :2]) >= 1).all()  # no degenerate box
+        assert len(set(labels.tolist())) == len(labels) and 5 not in labels.tolist()  # crowd box removed
+        assert torch.equal(target["difficult"], labels % 2 == 0)  # flags stay with their boxes
+        assert target["image_id"] == 7 and target["orig_size"].tolist() == [120, 160]
+        survivors += len(labels)
+    assert survivors > 300  # the crop keeps at least one box, usually more
+
+
+def test_train_boxes_keep_their_content_and_zoom_fill_is_the_mean():
+    """Without colour distortion, each output box covers its own label's colour and the zoom-out fill is the mean."""
+    size = 96
+    mean = (0, 0, 0)  # the painted image's background, so any pixel outside the boxes is black
+    transform = TrainTransform(size, mean_rgb=mean)
+    transform.photometric = T.Identity()
+    data = AugmentedDataset([painted_sample()] * 200, transform, seed=1)
+    zoomed_once = False
+    for i in range(len(data)):
+        image, target = data[i]
+        pixels = F.to_dtype(image, torch.uint8, scale=True).int()
+        for box, label in zip(target["boxes"].tolist(), target["labels"].tolist()):
+            x1, y1, x2, y2 = box
+            inner = pixels[:, int(y1) + 2 : int(y2) - 1, int(x1) + 2 : int(x2) - 1]
+            if inner.numel() == 0:
+                continue
+            colour = torch.tensor(COLOURS[label]).view(3, 1, 1)
+            assert (inner - colour).abs().max() <= 1, f"item {i}: box {box} of label {label} covers another colour"
+        zoomed_once |= bool((pixels.sum(0) == 0).float().mean() > 0.7)
+    assert zoomed_once  # some draws zoomed out far enough to be mostly fill
+
+
+def test_zoom_out_pads_with_the_mean_and_boxes_follow_the_image():
+    mean = (123, 117, 104)
+    zoom_out = TrainTransform(64, mean_rgb=mean).zoom_out
+    image = torch.full((3, 30, 40), 10, dtype=torch.uint8)
+    whole = tv_tensors.BoundingBoxes(torch.tensor([[0.0, 0.0, 40.0, 30.0]]), format="XYXY", canvas_size=(30, 40))
+    grown = 0
+    for s in range(40):
+        with seeded(s):
+            out, box = zoom_out(tv_tensors.Image(image), whole)
+        h, w = out.shape[-2:]
+        assert h <= 4 * 30 and w <= 4 * 40
+        x1, y1, x2, y2 = box[0].long().tolist()
+        assert (x2 - x1, y2 - y1) == (40, 30)
+        inside = torch.zeros(h, w, dtype=torch.bool)
+        inside[y1:y2, x1:x2] = True
+        assert (out[:, inside] == 10).all()
+        assert (out[:, ~inside] == torch.tensor(mean, dtype=torch.uint8)[:, None]).all()
+        grown += (h, w) != (30, 40)
+    assert 10 < grown < 30  # applied with p = 0.5
+
+
+def test_horizontal_flip_mirrors_boxes():
+    flip = TrainTransform(64).flip
+    boxes = tv_tensors.BoundingBoxes(BOXES, format="XYXY", canvas_size=(120, 160))
+    image = tv_tensors.Image(painted_sample().image)
+    flipped = 0
+    for s in range(20):
+        with seeded(s):
+            out_image, out_boxes = flip(image, boxes)
+        if torch.equal(out_image, image):
+            assert torch.equal(out_boxes, boxes)
+        else:
+            flipped += 1
+            mirrored = torch.stack([160 - BOXES[:, 2], BOXES[:, 1], 160 - BOXES[:, 0], BOXES[:, 3]], dim=1)
+            assert torch.equal(out_boxes.as_subclass(Tensor), mirrored)
+            assert torch.equal(out_image, image.flip(-1))
+    assert 0 < flipped < 20
+
+
+def many_boxes(n: int = 40) -> tuple[tv_tensors.Image, tv_tensors.BoundingBoxes]:
+    g = torch.Generator().manual_seed(0)
+    xy = torch.rand(n, 2, generator=g) * torch.tensor([150.0, 110.0])
+    wh = 4 + torch.rand(n, 2, generator=g) * 60
+    boxes_xyxy = torch.cat([xy, torch.minimum(xy + wh, torch.tensor([160.0, 120.0]))], dim=1)
+    image = tv_tensors.Image(torch.zeros(3, 120, 160, dtype=torch.uint8))
+    return image, tv_tensors.BoundingBoxes(boxes_xyxy, format="XYXY", canvas_size=(120, 160))
+
+
+def test_crop_keeps_exactly_the_boxes_whose_centre_lies_inside():
+    image, boxes = many_boxes()
+    crop = MinIoURandomCrop()
+    sanitize = T.SanitizeBoundingBoxes(labels_getter=lambda inputs: inputs[2])
+    labels = torch.arange(len(boxes))
+    centres = (boxes[:, :2] + boxes[:, 2:]) / 2
+    cropped = 0
+    for s in range(60):
+        with seeded(s):
+            params = crop.make_params([image, boxes])
+        with seeded(s):
+            out_image, out_boxes, out_labels = sanitize(*crop(image, boxes, labels))
+        if not params:  # the "whole image" option
+            assert torch.equal(out_boxes, boxes)
+            continue
+        cropped += 1
+        top, left, h, w = params["top"], params["left"], params["height"], params["width"]
+        assert out_image.shape[-2:] == (h, w) and 0.3 * 120 - 1 <= h and 0.3 * 160 - 1 <= w and 0.5 <= w / h <= 2
+        inside = (centres[:, 0] > left) & (centres[:, 0] < left + w) & (centres[:, 1] > top) & (centres[:, 1] < top + h)
+        assert torch.equal(params["is_within_crop_area"], inside)
+        expected = boxes[inside].as_subclass(Tensor) - torch.tensor([left, top, left, top])
+        expected = torch.minimum(expected.clamp_min(0), torch.tensor([w, h, w, h]))  # clipped to the crop
+        big_enough = ((expected[:, 2:] - expected[:, :2]) >= 1).all(1)
+        assert torch.equal(out_labels, labels[inside][big_enough])
+        assert torch.allclose(out_boxes.as_subclass(Tensor), expected[big_enough])
+    assert cropped > 30
+
+
+def test_crop_meets_the_min_iou_option():
+    image, boxes = many_boxes(6)
+    crop = MinIoURandomCrop(sampler_options=[0.7])
+    centres = (boxes[:, :2] + boxes[:, 2:]) / 2
+    for s in range(30):
+        with seeded(s):
+            p = crop.make_params([image, boxes])
+        window = torch.tensor([[p["left"], p["top"], p["left"] + p["width"], p["top"] + p["height"]]]).float()
+        inside = p["is_within_crop_area"]
+        assert inside.any()
+        assert box_iou(window, boxes[inside].as_subclass(Tensor)).max() >= 0.7
+        assert ((centres[inside] > window[0, :2]) & (centres[inside] < window[0, 2:])).all()
+
+
+def test_train_transform_handles_an_image_without_boxes():
+    empty = FakeSample(
+        torch.zeros(3, 50, 70, dtype=torch.uint8),
+        torch.zeros(0, 4),
+        torch.zeros(0, dtype=torch.int64),
+        torch.zeros(0, dtype=torch.bool),
+        torch.zeros(0, dtype=torch.bool),
+    )
+    data = AugmentedDataset([empty] * 10, TrainTransform(32), seed=0)
+    for i in range(len(data)):
+        image, target = data[i]
+        assert image.shape == (3, 32, 32) and target["boxes"].shape == (0, 4) and target["labels"].shape == (0,)
+
+
+def test_eval_transform_only_warps():
+    sample = painted_sample(crowd_label=5)
+    image, target = EvalTransform(100)(sample)
+    expected = nnf.interpolate(sample.image[None] / 255, size=(100, 100), mode="bilinear", align_corners=False)[0]
+    assert image.shape == (3, 100, 100) and torch.allclose(image, expected, atol=1e-6)  # what SSD.preprocess does
+    for key in ("boxes", "labels", "difficult", "iscrowd"):
+        assert torch.equal(target[key], getattr(sample, key))  # original pixels, crowd boxes kept
+    assert target["orig_size"].tolist() == [120, 160] and target["image_id"] == 7
+
+
+@pytest.mark.parametrize("hue_factor", [-0.5, -0.05, 0.0, 0.03, 0.25, 0.5])
+def test_adjust_hue_matches_torchvision(hue_factor: float):
+    image = torch.rand(3, 20, 30, generator=torch.Generator().manual_seed(1))
+    image[:, :3] = image[0, :3]  # grey rows: no hue to rotate
+    image[1, 3:6] = image[0, 3:6]  # ties between the max channels
+    assert torch.allclose(adjust_hue(image, hue_factor), F.adjust_hue(image, hue_factor), atol=1e-5)
+
+
+def test_photometric_distort_matches_torchvision_for_the_same_random_choices():
+    ours, theirs = PhotometricDistort(p=0.5), T.RandomPhotometricDistort(p=0.5)
+    float_image = tv_tensors.Image(torch.rand(3, 24, 32, generator=torch.Generator().manual_seed(2)))
+    byte_image = tv_tensors.Image(F.to_dtype(float_image, torch.uint8, scale=True))
+    for s in range(30):
+        with seeded(s):
+            a = ours(float_image)
+        with seeded(s):
+            b = theirs(float_image)
+        assert torch.allclose(a, b, atol=1e-5)
+        with seeded(s):
+            a8 = ours(byte_image)
+        with seeded(s):
+            b8 = theirs(byte_image)
+        assert a8.dtype == torch.uint8 and (a8.int() - b8.int()).abs().max() <= 6  # torchvision rounds every step
+
+
+def test_augmentation_is_a_function_of_seed_epoch_and_index():
+    data = AugmentedDataset([painted_sample()] * 4, TrainTransform(48), seed=5)
+    torch.manual_seed(123)
+    before = torch.random.get_rng_state()
+    first = [data[i] for i in range(4)]
+    assert torch.equal(torch.random.get_rng_state(), before)  # the global generator is left alone
+    again = [data[i] for i in (3, 2, 1, 0)][::-1]  # any order
+    for (a, ta), (b, tb) in zip(first, again):
+        assert torch.equal(a, b) and torch.equal(ta["boxes"], tb["boxes"])
+    assert not all(torch.equal(first[0][0], first[i][0]) for i in (1, 2, 3))  # indices differ
+    data.set_epoch(1)
+    assert data.epoch == 1 and not all(torch.equal(first[i][0], data[i][0]) for i in range(4))  # epochs differ
+    other = AugmentedDataset([painted_sample()] * 4, TrainTransform(48), seed=6)
+    assert not all(torch.equal(first[i][0], other[i][0]) for i in range(4))  # seeds differ
+
+
+def test_derive_seed_is_stable():
+    assert derive_seed(0, 0, 0) == derive_seed(0, 0, 0) != derive_seed(0, 0, 1)
+    assert derive_seed(1, 2, 3) == 12997252459554536576  # fixed: resumed runs must draw the same numbers
+
+
+class BadSamples:
+    """A dataset whose odd indices cannot be loaded."""
+
+    skip_bad = True
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def load_sample(self, index: int) -> FakeSample:
+        if index % 2:
+            raise DataError(f"img{index}.jpg", "cannot decode image")
+        return painted_sample()
+
+
+def test_bad_samples_become_none_with_one_warning_each(caplog: pytest.LogCaptureFixture):
+    data = AugmentedDataset(BadSamples(4), EvalTransform(16))
+    with caplog.at_level(logging.WARNING):
+        items = [data[i] for i in (0, 1, 2, 3, 1, 3)]
+    assert [item is None for item in items] == [False, True, False, True, True, True]
+    assert data.num_skipped == 2
+    assert len(caplog.records) == 2 and "img1.jpg: cannot decode image" in caplog.records[0].getMessage()
+    strict = BadSamples(4)
+    strict.skip_bad = False
+    with pytest.raises(DataError, match="img1.jpg"):
+        AugmentedDataset(strict, EvalTransform(16))[1]
+
+
+def test_a_dataset_returning_none_passes_through():
+    data = AugmentedDataset([painted_sample(), None], EvalTransform(16))
+    assert data[0][0].shape == (3, 16, 16) and data[1] is None and data.num_skipped == 1
