@@ -18,7 +18,7 @@ from .train import train
 def save_prediction_images(weights: Path, data_yaml: Path, split: str, out_dir: Path, count: int = 12) -> None:
     """Draw the detections (score >= 0.3) of the first ``count`` images of ``split`` into ``out_dir``."""
     from ..checkpoint import load
-    from ..data.dataset import build_dataset, load_data_config
+    from ..data import build_dataset, load_data_config
     from ..viz import draw_detections, save_image
 
     model = load(weights)

@@ -137,7 +137,7 @@ def run_evaluation(
     progress: bool = True,
 ) -> dict[str, dict[str, Any]]:
     """``ssd eval``: run ``weights`` over a split, print the table, write the report; returns the results."""
-    from ..data.dataset import build_dataset, load_data_config
+    from ..data import build_dataset, load_data_config
     from ..data.loader import build_loader
     from ..data.transforms import EvalTransform
     from ..errors import SSDError

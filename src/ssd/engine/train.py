@@ -22,7 +22,7 @@ from tqdm import tqdm
 from .. import build_model
 from ..checkpoint import atomic_torch_save, load_matching_weights, read_checkpoint
 from ..config import RunConfig, TrainConfig, run_config_from_dict
-from ..data.dataset import build_dataset, load_data_config
+from ..data import build_dataset, load_data_config
 from ..data.loader import build_loader, set_epoch
 from ..data.transforms import AugmentedDataset, EvalTransform, TrainTransform
 from ..errors import SSDError
@@ -288,6 +288,8 @@ def _train(
             epoch, first_batch = divmod(iteration, iters_per_epoch)
             set_epoch(train_loader, epoch, start_batch=first_batch)
             for images, targets in train_loader:
+                if not images:  # every sample of the batch was unreadable (already warned about)
+                    continue
                 images = [img.to(device, non_blocking=True) for img in images]
                 with autocast_context(device, cfg):
                     losses = ddp(images, _move_targets(targets, device))

@@ -1,0 +1,131 @@
+"""Short training runs on a tiny shapes dataset: run folder, exact resume, NaN stop, fine-tuning, 2-process DDP."""
+
+import os
+import signal
+import socket
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+import ssd
+from ssd.checkpoint import load_matching_weights
+from ssd.config import run_config_from_dict
+from ssd.data.shapes import generate_shapes
+from ssd.engine import train as train_module
+from ssd.engine.train import train
+from ssd.errors import SSDError
+
+TINY_MODEL = {
+    "input_size": 96,
+    "width": 0.125,
+    "extras": [[256, 512, 3, 2, 1], [128, 256, 3, 2, 1]],  # maps 12, 6, 3, 2
+    "aspect_ratios": [[2], [2, 3], [2], [2]],
+    "min_sizes": [10, 25, 45, 70],
+    "max_sizes": [25, 45, 70, 96],
+    "steps": None,
+}
+
+
+@pytest.fixture(scope="module")
+def shapes_yaml(tmp_path_factory):
+    root = tmp_path_factory.mktemp("shapes")
+    return str(generate_shapes(root, num_train=24, num_val=6, num_test=0, image_size=64, num_workers=1))
+
+
+def tiny_run(data, **train_overrides):
+    train_cfg = {
+        "iterations": 6, "batch_size": 4, "base_batch_size": 4, "lr": 0.001, "milestones": [4], "warmup_iters": 2,
+        "workers": 0, "eval_interval": 0, "checkpoint_interval": 100, "val_split": "test",  # no test split: no eval
+    }  # fmt: skip
+    train_cfg.update(train_overrides)
+    return run_config_from_dict({"preset": "ssd300_vgg16", "model": dict(TINY_MODEL), "train": train_cfg, "data": data}, "test")
+
+
+def test_run_folder_holds_checkpoints_metrics_and_plots(shapes_yaml, tmp_path):
+    run = tiny_run(shapes_yaml, val_split="val", eval_interval=3)
+    result = train(run, project=tmp_path, name="r", progress=False)
+    folder = tmp_path / "r"
+    assert result.run_dir == folder and result.iterations == 6 and not result.interrupted
+    for name in ("config.yaml", "last.pt", "best.pt", "metrics.csv", "loss.png", "map.png"):
+        assert (folder / name).is_file(), name
+    assert any((folder / "tensorboard").iterdir())
+    rows = (folder / "metrics.csv").read_text().splitlines()
+    assert rows[0].startswith("iteration,") and [r.split(",")[0] for r in rows[1:]] == ["3", "6"]
+    model = ssd.load(folder / "last.pt")
+    assert model.config.class_names[1:] == ["circle", "square", "triangle", "star", "ellipse", "cross"]
+    assert 0.0 <= result.best_map <= 1.0
+    # a second run without a name gets the next numbered folder; the same name is refused
+    with pytest.raises(SSDError, match="already exists"):
+        train(run, project=tmp_path, name="r", progress=False)
+
+
+def test_interrupted_and_resumed_run_equals_uninterrupted(shapes_yaml, tmp_path, monkeypatch):
+    straight = train(tiny_run(shapes_yaml), project=tmp_path, name="straight", progress=False)
+    expected = torch.load(straight.run_dir / "last.pt", weights_only=True)["model"]
+
+    calls = {"n": 0}
+    real_move = train_module._move_targets
+
+    def interrupt_at_third_step(targets, device):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C during step 3: last.pt is written after it
+        return real_move(targets, device)
+
+    monkeypatch.setattr(train_module, "_move_targets", interrupt_at_third_step)
+    stopped = train(tiny_run(shapes_yaml), project=tmp_path, name="resumed", progress=False)
+    assert stopped.interrupted and stopped.iterations == 3
+    monkeypatch.setattr(train_module, "_move_targets", real_move)
+    resumed = train(tiny_run(shapes_yaml), resume=stopped.run_dir, progress=False)
+    assert resumed.iterations == 6 and resumed.run_dir == stopped.run_dir
+    got = torch.load(resumed.run_dir / "last.pt", weights_only=True)["model"]
+    for key, value in expected.items():
+        torch.testing.assert_close(got[key], value, rtol=0, atol=0, msg=key)
+
+
+def test_non_finite_loss_stops_with_a_message(shapes_yaml, tmp_path):
+    run = tiny_run(shapes_yaml, lr=1e12, warmup_iters=0, iterations=20)
+    with pytest.raises(SSDError, match=r"not finite at iteration \d+.*learning rate"):
+        train(run, project=tmp_path, name="nan", progress=False)
+
+
+def test_fine_tuning_keeps_the_base_and_reinitialises_other_heads(tmp_path):
+    source = ssd.build_model("ssd300_vgg16", 21, **TINY_MODEL)
+    path = tmp_path / "voc.pt"
+    ssd.save(source, path)
+    target = ssd.build_model("ssd300_vgg16", 4, **TINY_MODEL)
+    loaded, skipped = load_matching_weights(target, path)
+    assert skipped == [f"net.head.conf.{i}.{p}" for i in range(4) for p in ("bias", "weight")]
+    assert torch.equal(target.net.backbone.features[0].weight, source.net.backbone.features[0].weight)
+    assert torch.equal(target.net.head.loc[2].weight, source.net.head.loc[2].weight)
+    assert loaded == len(target.state_dict()) - len(skipped)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank: int, world_size: int, port: int, data: str, project: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    run = tiny_run(data, iterations=3, batch_size=8, base_batch_size=8)
+    run.model["batch_norm"] = False  # per-process batch statistics would differ from one process's
+    train(run, project=project, name="ddp", device="cpu", progress=False)
+
+
+def test_two_gloo_processes_equal_one_process_on_the_same_global_batch(shapes_yaml, tmp_path):
+    run = tiny_run(shapes_yaml, iterations=3, batch_size=8, base_batch_size=8)
+    run.model["batch_norm"] = False
+    single = train(run, project=tmp_path, name="single", device="cpu", progress=False)
+    mp.spawn(_ddp_worker, args=(2, _free_port(), shapes_yaml, str(tmp_path)), nprocs=2, join=True)
+    a = torch.load(single.run_dir / "last.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "ddp" / "last.pt", weights_only=True)["model"]
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(b[key], a[key], rtol=1e-4, atol=1e-6, msg=key)
+    # and the weights did move
+    initial = ssd.build_model("ssd300_vgg16", 7, **TINY_MODEL)
+    assert not torch.allclose(a["net.head.conf.0.weight"], initial.state_dict()["net.head.conf.0.weight"])
