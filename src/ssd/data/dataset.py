@@ -1,0 +1,352 @@
+"""What every dataset reader produces: the Sample, the list of annotation problems and the lazy-loading dataset.
+
+Readers (voc.py, coco.py, yolo.py) parse all annotation files when the dataset is built, so malformed input is
+found at once and reported as a list of :class:`Problem`; images are decoded only when a sample is loaded.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import PIL.Image
+import torch
+import yaml
+from torch import Tensor
+from torch.utils.data import Dataset
+from torchvision.io import ImageReadMode, decode_image
+
+from ..errors import DataError
+
+logger = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+BACKGROUND = "__background__"
+# a box may stick out of its image by this many pixels (rounding in annotation tools); it is clipped
+BOX_TOLERANCE_PX = 1.0
+# at most this many construction problems are logged one by one; `ssd check-data` lists them all
+MAX_LOGGED_PROBLEMS = 10
+
+
+@dataclass
+class Sample:
+    """One image and its ground truth, in the image's own pixels.
+
+    ``image: Tensor[3, H, W]`` uint8 RGB; ``boxes: Tensor[N, 4]`` float32 xyxy with continuous coordinates
+    (a box over pixel columns 0..W-1 is ``[0, 0, W, H]``); ``labels: Tensor[N]`` int64 in 1..C-1;
+    ``difficult`` and ``iscrowd``: ``Tensor[N]`` bool.
+    """
+
+    image: Tensor
+    boxes: Tensor
+    labels: Tensor
+    difficult: Tensor
+    iscrowd: Tensor
+    image_id: int | str
+    path: str
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with the input: the file, where in it (``"line 3"``, ``"object 2"``, or empty) and what."""
+
+    path: str
+    where: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.where}: {self.message}" if self.where else f"{self.path}: {self.message}"
+
+    def to_error(self) -> DataError:
+        return DataError(self.path, f"{self.where}: {self.message}" if self.where else self.message)
+
+
+@dataclass
+class ImageAnnotation:
+    """One image's ground truth as a reader parsed it: ``boxes_xyxy: ndarray[N, 4]`` in pixels, already checked."""
+
+    path: str
+    image_id: int | str
+    height: int
+    width: int
+    boxes_xyxy: np.ndarray
+    labels: np.ndarray
+    difficult: np.ndarray
+    iscrowd: np.ndarray
+    annotation_path: str
+
+    @classmethod
+    def empty(cls, path: str, image_id: int | str, height: int, width: int, annotation_path: str) -> "ImageAnnotation":
+        """An image with no objects."""
+        no_flags = np.zeros(0, dtype=bool)
+        return cls(path, image_id, height, width, np.zeros((0, 4), np.float32), np.zeros(0, np.int64),
+                   no_flags, no_flags.copy(), annotation_path)
+
+
+def read_image(path: str | os.PathLike[str]) -> Tensor:
+    """Decode a JPEG or PNG file to ``Tensor[3, H, W]`` uint8 RGB; DataError naming the file if it cannot be read."""
+    if not os.path.isfile(path):
+        raise DataError(path, "image file not found")
+    try:
+        return decode_image(str(path), mode=ImageReadMode.RGB)
+    except RuntimeError as exc:
+        # torchvision prefixes its messages with the C++ source location: keep only the reason
+        reason = re.sub(r"^.*\.cpp:\d+, ", "", str(exc)).strip()
+        raise DataError(path, f"cannot decode image: {reason}") from None
+
+
+def read_image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
+    """``(height, width)`` of an image from its header only (no decoding); DataError if it cannot be read."""
+    if not os.path.isfile(path):
+        raise DataError(path, "image file not found")
+    try:
+        with PIL.Image.open(path) as img:
+            width, height = img.size
+    except (OSError, ValueError, PIL.Image.DecompressionBombError) as exc:
+        raise DataError(path, f"cannot read image header: {exc}") from None
+    return height, width
+
+
+def check_boxes(
+    boxes_xyxy: np.ndarray, width: np.ndarray | int, height: np.ndarray | int
+) -> tuple[np.ndarray, dict[int, str]]:
+    """Clip boxes that stick out of their image by rounding and say which ones are wrong.
+
+    ``boxes_xyxy: ndarray[N, 4]`` pixels; ``width``/``height``: one image size or one per box ``ndarray[N]``.
+    Returns the clipped boxes and ``{box index: what is wrong}`` (not finite, outside the image, x2 <= x1, y2 <= y1).
+    """
+    boxes = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
+    w = np.broadcast_to(np.asarray(width, dtype=np.float64), boxes.shape[:1])
+    h = np.broadcast_to(np.asarray(height, dtype=np.float64), boxes.shape[:1])
+    tol = BOX_TOLERANCE_PX
+    finite = np.isfinite(boxes).all(axis=1)
+    outside = (boxes[:, 0] < -tol) | (boxes[:, 1] < -tol) | (boxes[:, 2] > w + tol) | (boxes[:, 3] > h + tol)
+    clipped = np.stack([boxes[:, 0].clip(0, w), boxes[:, 1].clip(0, h), boxes[:, 2].clip(0, w), boxes[:, 3].clip(0, h)],
+                       axis=1)
+    empty_x = clipped[:, 2] <= clipped[:, 0]
+    empty_y = clipped[:, 3] <= clipped[:, 1]
+    errors: dict[int, str] = {}
+    for i in np.flatnonzero(~finite | outside | empty_x | empty_y).tolist():
+        coords = "[" + ", ".join(f"{v:g}" for v in boxes[i]) + "]"
+        if not finite[i]:
+            errors[i] = f"box xyxy {coords} is not a finite number"
+        elif outside[i]:
+            errors[i] = f"box xyxy {coords} lies outside the {w[i]:g}x{h[i]:g} image"
+        else:
+            errors[i] = f"box xyxy {coords} has {'x2 <= x1' if empty_x[i] else 'y2 <= y1'}"
+    return clipped.astype(np.float32), errors
+
+
+class DetectionDataset(Dataset):
+    """Images with boxes, loaded lazily; built by a reader from :class:`ImageAnnotation` records.
+
+    ``class_names`` starts with ``"__background__"``. Images with annotation problems are left out (and the
+    problems logged and kept in ``problems``), or the first problem is raised when ``skip_bad`` is False.
+    At load time a sample that cannot be read (missing, corrupt or mis-sized image) makes ``__getitem__``
+    log one warning and return None with ``skip_bad`` (the collate drops it; ``bad_samples`` counts these, per
+    process), or raise DataError without. Per image: ``paths``, ``image_ids``, ``annotation_paths``.
+    """
+
+    def __init__(
+        self,
+        annotations: Sequence[ImageAnnotation],
+        class_names: Sequence[str],
+        problems: Sequence[Problem] = (),
+        transform: Callable[[Sample], Any] | None = None,
+        *,
+        keep_difficult: bool = True,
+        skip_bad: bool = True,
+    ) -> None:
+        if problems and not skip_bad:
+            raise problems[0].to_error()
+        for problem in problems[:MAX_LOGGED_PROBLEMS]:
+            logger.warning("left out: %s", problem)
+        if len(problems) > MAX_LOGGED_PROBLEMS:
+            logger.warning("... and %d more problems (run `ssd check-data` to list them all)",
+                           len(problems) - MAX_LOGGED_PROBLEMS)
+        self.class_names = [BACKGROUND, *class_names]
+        self.problems = list(problems)
+        self.transform = transform
+        self.keep_difficult = keep_difficult
+        self.skip_bad = skip_bad
+        self.bad_samples = 0
+        self._warned: set[int] = set()
+        self._pack(annotations)
+
+    def _pack(self, annotations: Sequence[ImageAnnotation]) -> None:
+        """Store all boxes in a few flat arrays (cheap to copy to worker processes) with per-image offsets."""
+        keep = [np.ones(len(a.labels), bool) if self.keep_difficult else ~a.difficult for a in annotations]
+        self.paths = [a.path for a in annotations]
+        self.image_ids = [a.image_id for a in annotations]
+        self.annotation_paths = [a.annotation_path for a in annotations]
+        self._sizes = np.array([(a.height, a.width) for a in annotations], dtype=np.int64).reshape(-1, 2)
+        counts = [int(k.sum()) for k in keep]
+        self._starts = np.concatenate([[0], np.cumsum(counts, dtype=np.int64)])
+
+        def flat(name: str, dtype: Any, shape: tuple[int, ...]) -> np.ndarray:
+            parts = [np.asarray(getattr(a, name), dtype=dtype)[k] for a, k in zip(annotations, keep)]
+            return np.concatenate(parts).reshape(-1, *shape) if parts else np.zeros((0, *shape), dtype)
+
+        self._boxes = flat("boxes_xyxy", np.float32, (4,))
+        self._labels = flat("labels", np.int64, ())
+        self._difficult = flat("difficult", bool, ())
+        self._iscrowd = flat("iscrowd", bool, ())
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes including the background."""
+        return len(self.class_names)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def image_size(self, index: int) -> tuple[int, int]:
+        """``(height, width)`` of image ``index`` from its annotation (no decoding)."""
+        height, width = self._sizes[index]
+        return int(height), int(width)
+
+    def targets(self, index: int) -> dict[str, Tensor]:
+        """Ground truth of image ``index``, without decoding it: ``boxes`` [N, 4] xyxy px, ``labels``, ``difficult``,
+        ``iscrowd`` [N]."""
+        lo, hi = self._starts[index], self._starts[index + 1]
+        return {
+            "boxes": torch.from_numpy(self._boxes[lo:hi].copy()),
+            "labels": torch.from_numpy(self._labels[lo:hi].copy()),
+            "difficult": torch.from_numpy(self._difficult[lo:hi].copy()),
+            "iscrowd": torch.from_numpy(self._iscrowd[lo:hi].copy()),
+        }
+
+    def box_table(self) -> dict[str, Tensor]:
+        """Every box at once, without decoding images, for statistics and evaluation.
+
+        ``boxes`` [M, 4] xyxy px, ``labels``, ``difficult``, ``iscrowd`` [M], ``image_index`` [M] (the image each
+        box belongs to) and ``image_size`` [M, 2] (its height, width).
+        """
+        image_index = np.repeat(np.arange(len(self)), np.diff(self._starts))
+        return {
+            "boxes": torch.from_numpy(self._boxes.copy()),
+            "labels": torch.from_numpy(self._labels.copy()),
+            "difficult": torch.from_numpy(self._difficult.copy()),
+            "iscrowd": torch.from_numpy(self._iscrowd.copy()),
+            "image_index": torch.from_numpy(image_index),
+            "image_size": torch.from_numpy(self._sizes[image_index]),
+        }
+
+    def load_sample(self, index: int) -> Sample:
+        """Decode image ``index`` and pair it with its ground truth; DataError if the image is unusable."""
+        path = self.paths[index]
+        image = read_image(path)
+        height, width = self.image_size(index)
+        if tuple(image.shape[-2:]) != (height, width):
+            raise DataError(
+                path,
+                f"image is {image.shape[-1]}x{image.shape[-2]} pixels but {self.annotation_paths[index]}"
+                f" says {width}x{height}: its boxes would be wrong",
+            )
+        t = self.targets(index)
+        return Sample(image, t["boxes"], t["labels"], t["difficult"], t["iscrowd"], self.image_ids[index], path)
+
+    def __getitem__(self, index: int) -> Any:
+        try:
+            sample = self.load_sample(index)
+        except DataError as exc:
+            if not self.skip_bad:
+                raise
+            self.bad_samples += 1
+            if index not in self._warned:  # one line per bad image, not one per epoch
+                self._warned.add(index)
+                logger.warning("skipped sample %d: %s", index, exc)
+            return None
+        return self.transform(sample) if self.transform is not None else sample
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The data YAML
+
+
+@dataclass
+class DataConfig:
+    """A data YAML file: format, root folder, class names (without background) and the split specifications.
+
+    A split is written as its reader expects: voc ``"VOC2007/trainval"`` or a list of them; coco
+    ``{images: train2017, annotations: annotations/instances_train2017.json}``; yolo ``"images/train"`` or a list.
+    """
+
+    format: str
+    path: Path
+    names: list[str] | None = None
+    train: Any = None
+    val: Any = None
+    test: Any = None
+    source: str = "<data config>"
+
+    @property
+    def splits(self) -> dict[str, Any]:
+        """The splits the file defines, by name."""
+        return {name: spec for name in ("train", "val", "test") if (spec := getattr(self, name)) is not None}
+
+    def split(self, name: str) -> Any:
+        """The specification of split ``name``; DataError naming the YAML file if it does not define it."""
+        if name not in ("train", "val", "test"):
+            raise DataError(self.source, f"unknown split {name!r}; choose train, val or test")
+        if name not in self.splits:
+            defined = ", ".join(self.splits) or "none"
+            raise DataError(self.source, f"defines no {name!r} split (defined: {defined})")
+        return self.splits[name]
+
+
+DATA_FORMATS = ("voc", "coco", "yolo")
+_DATA_KEYS = ("format", "path", "names", "nc", "train", "val", "test")
+
+
+def load_data_config(path: str | os.PathLike[str]) -> DataConfig:
+    """Read a data YAML (Ultralytics' style plus ``format``); a relative ``path`` is resolved against its folder."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "data YAML file not found")
+    try:
+        values = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise DataError(path, f"malformed YAML: {exc}") from None
+    if not isinstance(values, dict):
+        raise DataError(path, "expected a mapping of keys (format, path, names, train, val, test)")
+    unknown = sorted(str(k) for k in values if k not in _DATA_KEYS)
+    if unknown:
+        raise DataError(path, f"unknown key(s) {', '.join(unknown)}; known keys: {', '.join(_DATA_KEYS)}")
+    fmt = values.get("format")
+    if fmt not in DATA_FORMATS:
+        raise DataError(path, f"'format' must be one of {', '.join(DATA_FORMATS)}, got {fmt!r}")
+    root = (path.parent / str(values.get("path") or ".")).resolve()
+    if not root.is_dir():
+        raise DataError(path, f"dataset root folder {root} not found ('path' is resolved against the YAML's folder)")
+    names = _parse_names(values.get("names"), path)
+    if values.get("nc") is not None and (names is None or values["nc"] != len(names)):
+        raise DataError(path, f"'nc' is {values['nc']} but 'names' lists {0 if names is None else len(names)} classes")
+    if fmt == "yolo" and names is None:
+        raise DataError(path, "a yolo dataset needs 'names' (its label files hold class numbers only)")
+    config = DataConfig(fmt, root, names, values.get("train"), values.get("val"), values.get("test"), str(path))
+    if not config.splits:
+        raise DataError(path, "defines no split: give at least one of train, val, test")
+    return config
+
+
+def _parse_names(names: Any, path: Path) -> list[str] | None:
+    """Class names from a list or an Ultralytics ``{0: name, 1: name}`` dict; DataError if malformed."""
+    if names is None:
+        return None
+    if isinstance(names, dict):
+        if sorted(names) != list(range(len(names))):
+            raise DataError(path, f"'names' as a dict needs the keys 0..{len(names) - 1}, got {sorted(names)}")
+        names = [names[i] for i in range(len(names))]
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) and n.strip() for n in names):
+        raise DataError(path, "'names' must be a non-empty list of class names (or an {id: name} mapping)")
+    if len(set(names)) != len(names):
+        raise DataError(path, "'names' lists a class twice")
+    if BACKGROUND in names:
+        raise DataError(path, f"'names' lists the classes without {BACKGROUND!r}; the background is added for you")
+    return list(names)
