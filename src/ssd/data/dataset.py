@@ -165,7 +165,7 @@ class DetectionDataset(Dataset):
         if problems and not skip_bad:
             raise problems[0].to_error()
         for problem in problems[:MAX_LOGGED_PROBLEMS]:
-            logger.warning("left out: %s", problem)
+            logger.warning("data problem: %s", problem)
         if len(problems) > MAX_LOGGED_PROBLEMS:
             logger.warning("... and %d more problems (run `ssd check-data` to list them all)",
                            len(problems) - MAX_LOGGED_PROBLEMS)
