@@ -1,0 +1,296 @@
+"""Predictor against the model called directly, its filters and batching; predict_sources on files, folders,
+globs and a video, with the annotated outputs, predictions.json and the COCO results file."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torchvision.io import write_jpeg, write_png
+from torchvision.ops import box_convert
+
+import ssd
+from ssd.data.dataset import read_image
+from ssd.engine.predict import Predictor, expand_sources, load_image, predict_sources
+from ssd.errors import DataError, SSDError
+from ssd.viz import draw_detections
+
+CLASS_NAMES = ["__background__", "cat", "dog", "bird"]
+# a narrow SSD on 128-pixel inputs: 5 source maps (16, 8, 4, 2, 1), fast on a CPU
+TINY = dict(
+    width=0.125,
+    batch_norm=True,
+    input_size=128,
+    extras=[[256, 512, 3, 2, 1], [128, 256, 3, 2, 1], [128, 256, 3, 2, 1]],
+    aspect_ratios=[[2], [2, 3], [2, 3], [2], [2]],
+    min_sizes=[12, 28, 50, 80, 105],
+    max_sizes=[28, 50, 80, 105, 135],
+    steps=None,
+    class_names=CLASS_NAMES,
+)
+SIZES = [(60, 80), (48, 48), (45, 70), (90, 60)]  # (height, width)
+
+
+@pytest.fixture(scope="module")
+def model() -> ssd.SSD:
+    """The tiny SSD with a scaled-down class head: scores spread over 0..1 without ties, 200 detections per image."""
+    torch.manual_seed(0)
+    model = ssd.build_model("ssd300_vgg16", 4, **TINY).eval()
+    with torch.no_grad():
+        for layer in model.net.head.conf:
+            layer.weight.mul_(0.3)
+    return model
+
+
+def random_images() -> list[torch.Tensor]:
+    generator = torch.Generator().manual_seed(1)
+    return [torch.randint(0, 256, (3, h, w), generator=generator, dtype=torch.uint8) for h, w in SIZES]
+
+
+def reference(model: ssd.SSD, image: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The model itself on one image, as the Predictor must reproduce it."""
+    with torch.no_grad():
+        return model([image.float() / 255])[0]
+
+
+def assert_same(got: dict, expected: dict) -> None:
+    assert len(got["scores"]) > 0
+    assert torch.equal(got["labels"], expected["labels"])
+    assert torch.equal(got["scores"], expected["scores"])
+    assert torch.equal(got["boxes"], expected["boxes"])
+
+
+def test_predictor_on_path_tensor_and_list_equals_the_model(model, tmp_path):
+    image = random_images()[0]
+    write_png(image, str(tmp_path / "a.png"))
+    expected = reference(model, image)
+    predictor = Predictor(model, batch_size=1)
+
+    from_path = predictor(tmp_path / "a.png")
+    assert len(from_path) == 1 and from_path[0]["path"] == str(tmp_path / "a.png")
+    assert_same(from_path[0], expected)
+    assert_same(predictor(image)[0], expected)
+    assert_same(predictor(image.float() / 255)[0], expected)
+    as_list = predictor([str(tmp_path / "a.png"), image])
+    assert len(as_list) == 2 and "path" not in as_list[1]
+    for det in as_list:
+        assert_same(det, expected)
+    assert from_path[0]["names"] == [CLASS_NAMES[i] for i in expected["labels"].tolist()]
+
+
+def test_checkpoint_path_loads_the_same_model(model, tmp_path):
+    ssd.save(model, tmp_path / "tiny.pt")
+    image = random_images()[1]
+    assert_same(Predictor(tmp_path / "tiny.pt", device="cpu")(image)[0], reference(model, image))
+
+
+def test_onnxruntime_backend_matches_the_torch_model(model, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from ssd.export import export_onnx
+
+    path = export_onnx(model, tmp_path / "tiny.onnx", verify=False)
+    images = random_images()
+    by_ort = Predictor(path, backend="onnxruntime", conf=0.9, classes=["dog", "bird"], batch_size=4)(images)
+    by_torch = Predictor(model, conf=0.9, classes=["dog", "bird"], batch_size=4)(images)
+    for a, b in zip(by_ort, by_torch):
+        assert len(a["scores"]) > 0 and torch.equal(a["labels"], b["labels"]) and a["names"] == b["names"]
+        torch.testing.assert_close(a["scores"], b["scores"], atol=1e-5, rtol=0)
+        torch.testing.assert_close(a["boxes"], b["boxes"], atol=1e-3, rtol=0)
+    with pytest.raises(SSDError, match="onnxruntime"):
+        Predictor(path)
+
+
+def test_filters_conf_max_det_classes(model):
+    image = random_images()[2]
+    expected = reference(model, image)
+    scores, labels = expected["scores"], expected["labels"]
+    conf = float(scores.median())
+
+    kept = Predictor(model, conf=conf)(image)[0]
+    assert len(kept["scores"]) == int((scores >= conf).sum()) > 0
+    assert bool((kept["scores"] >= conf).all())
+
+    top = Predictor(model, max_det=5)(image)[0]
+    assert torch.equal(top["scores"], scores.sort(descending=True).values[:5])
+
+    dogs = Predictor(model, classes=[2])(image)[0]
+    assert len(dogs["labels"]) == int((labels == 2).sum()) > 0
+    assert set(dogs["labels"].tolist()) == {2} and set(dogs["names"]) == {"dog"}
+    by_name = Predictor(model, classes=["dog", "bird"], conf=conf, max_det=3)(image)[0]
+    assert len(by_name["scores"]) == min(3, int(((labels >= 2) & (scores >= conf)).sum()))
+    assert set(by_name["labels"].tolist()) <= {2, 3} and bool((by_name["scores"] >= conf).all())
+
+
+def test_batch_size_does_not_change_the_detections(model):
+    images = random_images()
+    one = Predictor(model, batch_size=1)(images)
+    three = Predictor(model, batch_size=3)(images)  # batches of 3 and 1
+    for a, b in zip(one, three):
+        # convolutions on batches of other sizes round differently in the last bits of float32
+        assert torch.equal(a["labels"], b["labels"]) and a["names"] == b["names"]
+        torch.testing.assert_close(a["scores"], b["scores"], atol=1e-5, rtol=0)
+        torch.testing.assert_close(a["boxes"], b["boxes"], atol=1e-3, rtol=0)
+
+
+def test_bad_arguments_and_inputs_are_clear_errors(model, tmp_path):
+    with pytest.raises(SSDError, match="conf"):
+        Predictor(model, conf=1.5)
+    with pytest.raises(SSDError, match="max_det"):
+        Predictor(model, max_det=0)
+    with pytest.raises(SSDError, match="'horse'"):
+        Predictor(model, classes=["horse"])
+    with pytest.raises(SSDError, match="class 4"):
+        Predictor(model, classes=[4])
+    with pytest.raises(SSDError, match="backend"):
+        Predictor(model, backend="tensorrt")
+    with pytest.raises(SSDError, match=r"\[3, H, W\]"):
+        Predictor(model)(torch.zeros(1, 8, 8))
+    with pytest.raises(DataError, match="missing.png"):
+        Predictor(model)(tmp_path / "missing.png")
+    (tmp_path / "broken.jpg").write_bytes(b"not a jpeg")
+    with pytest.raises(DataError, match="broken.jpg"):
+        Predictor(model)(tmp_path / "broken.jpg")
+
+
+def test_bmp_images_are_read_with_pillow(tmp_path):
+    from PIL import Image
+
+    image = random_images()[0]
+    Image.fromarray(image.permute(1, 2, 0).numpy()).save(tmp_path / "a.bmp")
+    assert torch.equal(load_image(tmp_path / "a.bmp"), image)
+
+
+def write_image_folder(folder: Path) -> dict[str, torch.Tensor]:
+    """Two PNGs, one JPEG and a text file; returns the images as they decode."""
+    folder.mkdir()
+    images = random_images()
+    write_png(images[0], str(folder / "001.png"))
+    write_png(images[1], str(folder / "b.png"))
+    write_jpeg(images[2], str(folder / "c.jpg"))
+    (folder / "notes.txt").write_text("not an image")
+    return {name: read_image(folder / name) for name in ("001.png", "b.png", "c.jpg")}
+
+
+def test_predict_sources_on_a_folder(model, tmp_path):
+    images = write_image_folder(tmp_path / "in")
+    predictor = Predictor(model, conf=0.9, max_det=40, batch_size=2)
+    summary = predict_sources(predictor, [tmp_path / "in"], tmp_path / "out", coco_json=True, progress=False)
+
+    expected = dict(zip(images, predictor.detect(list(images.values()))))  # batched as predict_sources does
+    total = sum(len(det["scores"]) for det in expected.values())
+    assert total > 0
+    assert summary["images"] == 3 and summary["frames"] == 0 and summary["detections"] == total
+    for name, image in images.items():
+        annotated = read_image(tmp_path / "out" / name)
+        assert annotated.shape == image.shape
+        if name.endswith(".png"):  # lossless: exactly the drawing of the kept detections
+            det = expected[name]
+            drawn = draw_detections(image, det["boxes"], det["labels"], det["scores"], CLASS_NAMES)
+            assert torch.equal(annotated, drawn)
+
+    entries = json.loads((tmp_path / "out" / "predictions.json").read_text())
+    assert [Path(e["path"]).name for e in entries] == ["001.png", "b.png", "c.jpg"]  # sorted, .txt left out
+    for entry, (name, image) in zip(entries, images.items()):
+        det = expected[name]
+        assert (entry["height"], entry["width"]) == tuple(image.shape[-2:])
+        assert entry["labels"] == det["labels"].tolist() and entry["names"] == det["names"]
+        assert all(s >= 0.9 for s in entry["scores"]) and len(entry["scores"]) <= 40
+        torch.testing.assert_close(torch.tensor(entry["boxes"]).view(-1, 4), det["boxes"], atol=0.006, rtol=0)
+        torch.testing.assert_close(torch.tensor(entry["scores"]), det["scores"], atol=6e-6, rtol=0)
+
+    coco = json.loads((tmp_path / "out" / "detections_coco.json").read_text())
+    assert len(coco) == total
+    assert {r["image_id"] for r in coco} == {1, "b", "c"}  # the stem "001" as a number
+    first = [r for r in coco if r["image_id"] == 1]
+    det = expected["001.png"]
+    assert [r["category_id"] for r in first] == det["labels"].tolist()
+    expected_xywh = box_convert(det["boxes"], "xyxy", "xywh").double()
+    torch.testing.assert_close(torch.tensor([r["bbox"] for r in first], dtype=torch.float64), expected_xywh)
+
+
+def test_predict_sources_on_a_glob_and_a_file(model, tmp_path):
+    images = write_image_folder(tmp_path / "in")
+    predictor = Predictor(model, conf=0.9)
+    summary = predict_sources(predictor, [str(tmp_path / "in" / "*.png")], tmp_path / "glob", progress=False)
+    assert summary["images"] == 2
+    assert sorted(p.name for p in (tmp_path / "glob").iterdir()) == ["001.png", "b.png", "predictions.json"]
+
+    summary = predict_sources(
+        predictor, [tmp_path / "in" / "c.jpg"], tmp_path / "one", save_images=False, coco_json=False
+    )
+    assert summary["outputs"] == [] and summary["coco_json"] is None
+    assert sorted(p.name for p in (tmp_path / "one").iterdir()) == ["predictions.json"]
+    (entry,) = json.loads((tmp_path / "one" / "predictions.json").read_text())
+    assert entry["path"] == str(tmp_path / "in" / "c.jpg") and len(entry["scores"]) == summary["detections"]
+    assert (entry["height"], entry["width"]) == tuple(images["c.jpg"].shape[-2:])
+
+
+def test_same_file_name_in_two_folders_gets_two_outputs(model, tmp_path):
+    for folder in ("x", "y"):
+        (tmp_path / folder).mkdir()
+        write_png(random_images()[1], str(tmp_path / folder / "a.png"))
+    predict_sources(Predictor(model), [tmp_path / "x", tmp_path / "y"], tmp_path / "out", save_json=False)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "a_1.png"]
+
+
+def test_bad_sources_name_the_path(model, tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "table.csv").write_text("a,b\n")
+    cases = [
+        (tmp_path / "nowhere", "no such file or folder"),
+        (tmp_path / "empty", "no images"),
+        (tmp_path / "table.csv", "unknown file type '.csv'"),
+        (tmp_path / "*.jpg", "no images or videos match"),
+    ]
+    for source, message in cases:
+        with pytest.raises(DataError, match=message) as info:
+            expand_sources([source])
+        assert info.value.path == str(source)
+    write_png(random_images()[1], str(tmp_path / "a.png"))
+    with pytest.raises(DataError, match="overwrite"):
+        predict_sources(Predictor(model), [tmp_path / "a.png"], tmp_path, progress=False)
+
+
+def test_videos_need_pyav(model, tmp_path, monkeypatch):
+    (tmp_path / "clip.mp4").write_bytes(b"")
+    monkeypatch.setitem(sys.modules, "av", None)  # import av now fails, as without the package
+    with pytest.raises(SSDError, match="pip install av"):
+        predict_sources(Predictor(model), [tmp_path / "clip.mp4"], tmp_path / "out")
+
+
+def test_predict_sources_on_a_video(model, tmp_path):
+    av = pytest.importorskip("av")
+    generator = torch.Generator().manual_seed(2)
+    frames = [torch.randint(0, 256, (48, 64, 3), generator=generator, dtype=torch.uint8) for _ in range(6)]
+    with av.open(str(tmp_path / "clip.mp4"), mode="w") as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for frame in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame.numpy(), format="rgb24")))
+        container.mux(stream.encode())
+    with av.open(str(tmp_path / "clip.mp4")) as container:  # the frames as the predictor will see them
+        decoded = [torch.from_numpy(f.to_ndarray(format="rgb24")).permute(2, 0, 1) for f in container.decode(video=0)]
+
+    predictor = Predictor(model, conf=0.9, batch_size=4)  # chunks of 4 and 2 frames
+    summary = predict_sources(predictor, [tmp_path / "clip.mp4"], tmp_path / "out", coco_json=True, progress=False)
+    assert summary["videos"] == 1 and summary["frames"] == 6
+    assert summary["outputs"] == [str(tmp_path / "out" / "clip_pred.mp4")]
+
+    with av.open(str(tmp_path / "out" / "clip_pred.mp4")) as container:
+        stream = container.streams.video[0]
+        assert (stream.width, stream.height) == (64, 48) and stream.average_rate == 10
+        assert sum(1 for _ in container.decode(stream)) == 6
+
+    entries = json.loads((tmp_path / "out" / "predictions.json").read_text())
+    assert [e["frame"] for e in entries] == list(range(6))
+    for entry, det in zip(entries, predictor.detect(decoded)):
+        assert (entry["width"], entry["height"]) == (64, 48) and entry["path"] == str(tmp_path / "clip.mp4")
+        assert entry["labels"] == det["labels"].tolist()
+        torch.testing.assert_close(torch.tensor(entry["scores"]), det["scores"], atol=1e-5, rtol=0)
+    coco = json.loads((tmp_path / "out" / "detections_coco.json").read_text())
+    assert len(coco) == summary["detections"] > 0 and {r["image_id"] for r in coco} <= set(range(6))
+
+    (tmp_path / "broken.mp4").write_bytes(b"not a video" * 100)
+    with pytest.raises(DataError, match="broken.mp4: cannot open video"):
+        predict_sources(predictor, [tmp_path / "broken.mp4"], tmp_path / "out", progress=False)
