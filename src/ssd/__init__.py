@@ -9,6 +9,8 @@ from torch import Tensor
 
 from .checkpoint import load, save
 from .config import ModelConfig
+from .engine.predict import Predictor
+from .metrics import evaluate
 from .errors import DataError, SSDError
 from .interop import from_torchvision, load_vgg16_imagenet, vgg16_from_imagenet
 from .model.ssd import SSD, SSDNet
@@ -40,6 +42,8 @@ __all__ = [
     "SSD",
     "SSDNet",
     "ModelConfig",
+    "Predictor",
+    "evaluate",
     "PRESETS",
     "DataError",
     "SSDError",

@@ -16,6 +16,9 @@ EXAMPLES = """examples:
   ssd train --resume runs/train3                    # continue exactly where it stopped
   torchrun --nproc_per_node=4 -m ssd train --config ssd300_vgg16_voc0712 --data voc.yaml
   ssd eval --weights runs/train/best.pt --data voc.yaml --metric voc07,coco
+  ssd predict --weights runs/train/best.pt images/ video.mp4 --conf 0.3
+  ssd export --weights runs/train/best.pt --format onnx
+  ssd bench
   ssd check-data voc.yaml --model ssd300_vgg16
 """
 
@@ -144,7 +147,121 @@ def _run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_train, _add_eval, _add_check_data, _add_demo]
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "export",
+        help="export a checkpoint to ONNX",
+        description="Write an ONNX model (opset >= 17, dynamic batch) whose input is a batch of images warped to the "
+        "model's input size (float, 0..1) and whose outputs are the final detections (decode and NMS inside the "
+        "graph: boxes [B, K, 4] normalised xyxy, scores, labels, num_detections), or with --raw the head outputs "
+        "and the priors. The export checks itself by running ONNX Runtime against PyTorch. --int8 also writes a "
+        "statically quantised copy (ONNX Runtime quantisation).",
+    )
+    p.add_argument("--weights", required=True, help="checkpoint (.pt)")
+    p.add_argument("--format", default="onnx", choices=["onnx"], help="export format (default: onnx)")
+    p.add_argument("--out", help="output file (default: the checkpoint's name with .onnx)")
+    p.add_argument("--opset", type=int, default=17)
+    p.add_argument("--raw", action="store_true", help="export the raw head outputs instead of detections")
+    p.add_argument("--int8", action="store_true", help="also write <out>.int8.onnx, calibrated on --calibration images")
+    p.add_argument("--calibration", help="folder of images for int8 calibration (default: random images)")
+    p.add_argument("--no-verify", action="store_true", help="skip the ONNX Runtime check")
+    p.set_defaults(func=_run_export)
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .checkpoint import load
+    from .export.onnx import export_onnx
+
+    model = load(args.weights)
+    out = Path(args.out) if args.out else Path(args.weights).with_suffix(".onnx")
+    export_onnx(model, out, opset=args.opset, raw=args.raw, verify=not args.no_verify)
+    print(f"wrote {out}" + ("" if args.no_verify else " (checked against PyTorch with ONNX Runtime)"))
+    if args.int8:
+        from .data.dataset import read_image
+        from .export.quantize import quantize_onnx_int8
+
+        images = None
+        if args.calibration:
+            files = sorted(p for p in Path(args.calibration).iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+            images = [read_image(f).float() / 255 for f in files[:64]]
+        int8 = quantize_onnx_int8(out, out.with_suffix(".int8.onnx"), images)
+        print(f"wrote {int8}")
+    return 0
+
+
+def _add_predict(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "predict",
+        help="detect objects in images, folders, globs or videos",
+        description="Run a checkpoint (or an ONNX model with --backend onnxruntime) on each SOURCE: an image, a "
+        "folder of images, a glob ('data/*.jpg') or a video (needs PyAV: pip install av). Writes annotated images "
+        "(or an annotated video) and predictions.json into --out; --coco-json adds the COCO results format.",
+    )
+    p.add_argument("source", nargs="+", help="image, folder, glob or video")
+    p.add_argument("--weights", required=True, help="checkpoint (.pt) or .onnx with --backend onnxruntime")
+    p.add_argument("--backend", default="torch", choices=["torch", "onnxruntime"])
+    p.add_argument("--conf", type=float, help="minimum score to keep (default: keep the model's threshold)")
+    p.add_argument("--max-det", type=int, help="at most this many detections per image")
+    p.add_argument("--classes", nargs="+", help="keep only these classes (labels or names)")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out", help="output folder (default: runs/predict, numbered)")
+    p.add_argument("--coco-json", action="store_true", help="also write detections_coco.json")
+    p.add_argument("--no-save", action="store_true", help="write the JSON only, no annotated images")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_run_predict)
+
+
+def _run_predict(args: argparse.Namespace) -> int:
+    from .engine.predict import Predictor, predict_sources
+    from .engine.train import new_run_dir
+
+    predictor = Predictor(
+        args.weights, backend=args.backend, device=args.device, conf=args.conf, max_det=args.max_det,
+        classes=args.classes, batch_size=args.batch_size,
+    )
+    out = args.out or new_run_dir("runs", None, False, prefix="predict")
+    summary = predict_sources(
+        predictor, args.source, out, save_images=not args.no_save, coco_json=args.coco_json,
+        progress=False if args.no_progress else None,
+    )
+    print(f"{summary['detections']} detections in {summary['images']} images and {summary['frames']} video frames; "
+          f"results in {summary['out_dir']}")
+    return 0
+
+
+def _add_bench(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "bench",
+        help="speed and memory against torchvision's SSD300",
+        description="Measure, interleaved on the same images, latency (batch 1) and throughput (batch N) of our SSD300 "
+        "(PyTorch fp32, channels-last, ONNX Runtime fp32 and int8) and of torchvision's ssd300_vgg16 with the same "
+        "weights; a training step at batch N; and peak memory of each in a fresh process. Prints a table of "
+        "medians and ratios and writes it to --out.",
+    )
+    p.add_argument("--classes", type=int, default=21, help="number of classes including background (default 21)")
+    p.add_argument("--rounds", type=int, default=5, help="interleaved rounds per measurement")
+    p.add_argument("--batch", type=int, default=8, help="batch for throughput and the training step")
+    p.add_argument("--out", default="benchmarks/results.md", help="where the table is written")
+    p.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurements")
+    p.add_argument("--no-training", action="store_true", help="skip the training-step measurement")
+    p.add_argument("--no-int8", action="store_true", help="skip the int8 ONNX Runtime variant")
+    p.set_defaults(func=_run_bench)
+
+
+def _run_bench(args: argparse.Namespace) -> int:
+    from .engine.bench import run_bench
+
+    print(run_bench(args.classes, args.rounds, args.batch, args.out, memory=not args.no_memory,
+                    training=not args.no_training, fastest=not args.no_int8), end="")
+    return 0
+
+
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
+    _add_train, _add_eval, _add_predict, _add_export, _add_bench, _add_check_data, _add_demo,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -134,6 +134,8 @@ class TrainConfig:
     grad_clip: float | None = None  # max gradient norm, None = off
     amp: bool = False  # mixed precision: bf16 on CPU (where supported), fp16 with loss scaling on CUDA
     amp_dtype: str = "auto"  # auto | bf16 | fp16
+    zoom_out_max: float = 4.0  # augmentation: zoom out up to this factor (1 = off), as the paper's "expand"
+    random_crop: bool = True  # augmentation: the paper's min-IoU random crop
     channels_last: bool = False
     sync_bn: bool = True  # SyncBatchNorm across GPUs for models with batch_norm (CUDA only)
     workers: int = 4

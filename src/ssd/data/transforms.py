@@ -190,13 +190,23 @@ class TrainTransform:
     ``orig_size`` (int64 [2] = original H, W).
     """
 
-    def __init__(self, input_size: int, mean_rgb: tuple[float, float, float] = (123.0, 117.0, 104.0)) -> None:
+    def __init__(
+        self,
+        input_size: int,
+        mean_rgb: tuple[float, float, float] = (123.0, 117.0, 104.0),
+        *,
+        zoom_out_max: float = 4.0,
+        random_crop: bool = True,
+    ) -> None:
         self.input_size = input_size
         self.mean_rgb = tuple(mean_rgb)
         keep_valid = T.SanitizeBoundingBoxes(labels_getter=_aligned_fields)
         self.photometric = PhotometricDistort(p=0.5)
-        self.zoom_out = T.RandomZoomOut(fill=[int(round(m)) for m in mean_rgb], side_range=(1.0, 4.0), p=0.5)
-        self.crop = T.Compose([MinIoURandomCrop(), keep_valid])  # crop marks lost boxes; sanitize removes them
+        # zoom_out_max=1 or random_crop=False lighten the recipe (e.g. for data whose objects are already small)
+        self.zoom_out = T.RandomZoomOut(
+            fill=[int(round(m)) for m in mean_rgb], side_range=(1.0, max(zoom_out_max, 1.0)), p=0.5 if zoom_out_max > 1 else 0.0
+        )
+        self.crop = T.Compose([MinIoURandomCrop(), keep_valid]) if random_crop else None  # sanitize removes lost boxes
         self.flip = T.RandomHorizontalFlip(p=0.5)
         warp = T.Resize((input_size, input_size), interpolation=T.InterpolationMode.BILINEAR, antialias=False)
         self.resize = T.Compose([warp, keep_valid])
@@ -213,7 +223,7 @@ class TrainTransform:
             "difficult": sample.difficult[keep],
         }
         data = self.zoom_out(self.photometric(data))
-        if len(data["boxes"]):  # RandomIoUCrop needs a box to measure overlap against
+        if self.crop is not None and len(data["boxes"]):  # RandomIoUCrop needs a box to measure overlap against
             data = self.crop(data)
         data = self.resize(self.flip(data))
         out = F.to_dtype(data["image"].as_subclass(Tensor), torch.float32, scale=True)
@@ -227,7 +237,10 @@ class TrainTransform:
         return out, target
 
     def __repr__(self) -> str:
-        return f"TrainTransform(input_size={self.input_size}, mean_rgb={self.mean_rgb})"
+        return (
+            f"TrainTransform(input_size={self.input_size}, mean_rgb={self.mean_rgb}, "
+            f"zoom_out_max={self.zoom_out.side_range[1]}, random_crop={self.crop is not None})"
+        )
 
 
 class EvalTransform:

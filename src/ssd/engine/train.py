@@ -188,7 +188,8 @@ def _train(
     class_names = train_set.class_names
     model = build_training_model(run, class_names, device, dist_info)
     mean_rgb = tuple(float(m) for m in model.config.image_mean)
-    train_data = AugmentedDataset(train_set, TrainTransform(model.config.input_size, mean_rgb), seed=cfg.seed)
+    augment = TrainTransform(model.config.input_size, mean_rgb, zoom_out_max=cfg.zoom_out_max, random_crop=cfg.random_crop)
+    train_data = AugmentedDataset(train_set, augment, seed=cfg.seed)
     per_process_batch = cfg.batch_size // dist_info.world_size
     train_loader = build_loader(
         train_data, per_process_batch, shuffle=True, num_workers=cfg.workers, seed=cfg.seed, drop_last=True,

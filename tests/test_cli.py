@@ -1,0 +1,92 @@
+"""The ``ssd`` command: every subcommand's help, one-line errors, and eval/predict/check-data end to end."""
+
+import json
+
+import pytest
+import torch
+
+import ssd
+from ssd.cli import build_parser, main
+from ssd.data.shapes import generate_shapes
+
+SUBCOMMANDS = ["train", "eval", "predict", "export", "bench", "check-data", "demo"]
+TINY = dict(input_size=96, width=0.125, extras=[[256, 512, 3, 2, 1], [128, 256, 3, 2, 1]],
+            aspect_ratios=[[2], [2, 3], [2], [2]], min_sizes=[10, 25, 45, 70], max_sizes=[25, 45, 70, 96], steps=None)  # fmt: skip
+
+
+@pytest.mark.parametrize("command", SUBCOMMANDS)
+def test_every_subcommand_has_a_useful_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    assert f"usage: ssd {command}" in text and len(text) > 300
+
+
+def test_errors_are_one_line_with_the_path(tmp_path, capsys):
+    assert main(["train", "--config", str(tmp_path / "missing.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == f"error: {tmp_path / 'missing.yaml'}: config file not found"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: {iterations: 10, learning_rate: 0.1}\n")
+    assert main(["train", "--config", str(bad), "--data", "x.yaml"]) == 2
+    assert "unknown key(s) learning_rate" in capsys.readouterr().err
+
+
+def test_parser_knows_all_subcommands():
+    parser = build_parser()
+    choices = next(a for a in parser._actions if a.dest == "command").choices
+    assert sorted(choices) == sorted(SUBCOMMANDS)
+
+
+@pytest.fixture(scope="module")
+def dataset_and_model(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    data = generate_shapes(root / "shapes", num_train=4, num_val=0, num_test=6, image_size=64, num_workers=1)
+    names = ["__background__", "circle", "square", "triangle", "star", "ellipse", "cross"]
+    model = ssd.build_model("ssd300_vgg16", 7, class_names=names, **TINY)
+    weights = root / "model.pt"
+    ssd.save(model, weights)
+    return data, weights, root
+
+
+def test_eval_writes_metrics_and_report(dataset_and_model, tmp_path, capsys):
+    data, weights, _ = dataset_and_model
+    out = tmp_path / "eval"
+    code = main(["eval", "--weights", str(weights), "--data", str(data), "--split", "test", "--metric", "voc07,coco",
+                 "--out", str(out), "--workers", "0", "--no-progress"])  # fmt: skip
+    assert code == 0
+    table = capsys.readouterr().out
+    assert "circle" in table and "mean" in table
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics) == {"voc07", "coco"}
+    assert set(metrics["voc07"]["per_class"]) == {"circle", "square", "triangle", "star", "ellipse", "cross"}
+    assert 0.0 <= metrics["voc07"]["map"] <= 1.0 and "map50" in metrics["coco"]
+    for name in ("detections_coco.json", "pr_curves.png", "confusion_matrix.png"):
+        assert (out / name).stat().st_size > 0
+    results = json.loads((out / "detections_coco.json").read_text())
+    assert results and set(results[0]) == {"image_id", "category_id", "bbox", "score"}
+
+
+def test_eval_refuses_a_model_with_other_classes(dataset_and_model, tmp_path, capsys):
+    data, _, root = dataset_and_model
+    other = root / "other.pt"
+    ssd.save(ssd.build_model("ssd300_vgg16", 3, class_names=["__background__", "a", "b"], **TINY), other)
+    assert main(["eval", "--weights", str(other), "--data", str(data), "--out", str(tmp_path), "--workers", "0"]) == 2
+    assert "differ from the dataset" in capsys.readouterr().err
+
+
+def test_predict_on_a_folder(dataset_and_model, tmp_path):
+    data, weights, root = dataset_and_model
+    images = root / "shapes" / "SHAPES" / "JPEGImages"
+    out = tmp_path / "pred"
+    assert main(["predict", str(images), "--weights", str(weights), "--out", str(out), "--max-det", "3", "--no-progress"]) == 0
+    entries = json.loads((out / "predictions.json").read_text())
+    assert len(entries) == 10 and all(len(e["scores"]) <= 3 for e in entries)
+    assert len(list(out.glob("*.jpg"))) == 10
+
+
+def test_check_data_exit_status(dataset_and_model, capsys):
+    data, _, _ = dataset_and_model
+    assert main(["check-data", str(data), "--model", "none"]) == 0
+    assert "circle" in capsys.readouterr().out
