@@ -1,0 +1,125 @@
+"""OnnxRuntimeDetector against the PyTorch model, and int8 quantization of exported files."""
+
+from pathlib import Path
+
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+import ssd
+from ssd.export import OnnxRuntimeDetector, export_onnx, quantize_onnx_int8, read_export_info
+
+CLASS_NAMES = ["__background__", "cat", "dog", "bird"]
+# a narrow SSD on 128-pixel inputs with batch norm: 5 source maps (16, 8, 4, 2, 1), 1524 default boxes
+TINY = dict(
+    width=0.125,
+    batch_norm=True,
+    input_size=128,
+    extras=[[256, 512, 3, 2, 1], [128, 256, 3, 2, 1], [128, 256, 3, 2, 1]],
+    aspect_ratios=[[2], [2, 3], [2, 3], [2], [2]],
+    min_sizes=[12, 28, 50, 80, 105],
+    max_sizes=[28, 50, 80, 105, 135],
+    steps=None,
+    class_names=CLASS_NAMES,
+)
+
+
+@pytest.fixture(scope="module")
+def model() -> ssd.SSD:
+    """The tiny SSD, whose class scores are distinct (scaled-down head), so detections have no ties."""
+    torch.manual_seed(0)
+    model = ssd.build_model("ssd300_vgg16", 4, **TINY).eval()
+    with torch.no_grad():
+        for layer in model.net.head.conf:
+            layer.weight.mul_(0.3)  # logits of std ~1: scores spread over 0..1, no float ties
+    return model
+
+
+@pytest.fixture(scope="module")
+def files(model, tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("onnx")
+    return {
+        "detections": export_onnx(model, folder / "tiny.onnx", verify=False),
+        "raw": export_onnx(model, folder / "tiny_raw.onnx", raw=True, verify=False),
+    }
+
+
+def images_of_different_sizes() -> list[torch.Tensor]:
+    generator = torch.Generator().manual_seed(1)
+    return [torch.rand(3, h, w, generator=generator) for h, w in [(200, 250), (128, 128), (90, 160)]]
+
+
+def assert_same_detections(got: list[dict], expected: list[dict], box_atol: float) -> None:
+    assert len(got) == len(expected)
+    for g, e in zip(got, expected):
+        assert len(g["scores"]) == len(e["scores"]) > 0
+        assert torch.equal(g["labels"], e["labels"])
+        torch.testing.assert_close(g["scores"], e["scores"], atol=1e-5, rtol=0)
+        torch.testing.assert_close(g["boxes"], e["boxes"], atol=box_atol, rtol=0)
+
+
+@pytest.mark.parametrize("kind", ["detections", "raw"])
+def test_detector_matches_pytorch_on_images_of_different_sizes(model, files, kind):
+    images = images_of_different_sizes()
+    detector = OnnxRuntimeDetector(files[kind], providers=["CPUExecutionProvider"], num_threads=1)
+    assert detector.raw == (kind == "raw")
+    with torch.no_grad():
+        expected = model(images)
+    got = detector(images)
+    assert_same_detections(got, expected, box_atol=1e-3)
+    # boxes are in pixels of each original image: inside 0..W, 0..H, and the small image's boxes fit it
+    for img, det in zip(images, got):
+        h, w = img.shape[-2:]
+        assert det["boxes"][:, 0::2].max() <= w and det["boxes"][:, 1::2].max() <= h
+    assert got[2]["boxes"][:, 1::2].max() > 45  # in pixels, not normalised
+
+
+def test_detector_reads_everything_from_the_file(files):
+    detector = OnnxRuntimeDetector(files["detections"])
+    assert detector.class_names == CLASS_NAMES
+    assert detector.input_size == 128
+    assert detector.num_classes == 4
+    assert detector.config.nms_thresh == 0.45
+    (one,) = detector([torch.rand(3, 64, 48)])
+    assert one["boxes"].shape[1] == 4 and one["labels"].dtype == torch.int64
+
+
+def test_detector_rejects_bad_input(files, tmp_path):
+    detector = OnnxRuntimeDetector(files["detections"])
+    with pytest.raises(ssd.SSDError, match=r"\[3, H, W\]"):
+        detector([torch.rand(1, 50, 50)])
+    with pytest.raises(ssd.DataError, match="missing.onnx"):
+        OnnxRuntimeDetector(tmp_path / "missing.onnx")
+
+
+def test_int8_raw_outputs_are_close_to_fp32(files, tmp_path):
+    calibration = images_of_different_sizes()
+    int8_path = quantize_onnx_int8(files["raw"], tmp_path / "tiny_raw_int8.onnx", calibration)
+    int8_model = onnx.load(str(int8_path))
+    ops = [node.op_type for node in int8_model.graph.node]
+    assert "QuantizeLinear" in ops and "DequantizeLinear" in ops
+    assert read_export_info(int8_path).config == read_export_info(files["raw"]).config  # metadata kept
+
+    x = torch.rand(2, 3, 128, 128).numpy()
+    fp32 = ort.InferenceSession(str(files["raw"]), providers=["CPUExecutionProvider"]).run(None, {"images": x})
+    int8 = ort.InferenceSession(str(int8_path), providers=["CPUExecutionProvider"]).run(None, {"images": x})
+    for name, a, b in zip(["loc", "conf"], fp32[:2], int8[:2]):
+        a, b = torch.from_numpy(a), torch.from_numpy(b)
+        assert a.shape == b.shape
+        rel_error = (a - b).abs().mean() / a.abs().mean()
+        assert 0 < rel_error < 0.1, name  # quantized (not identical) yet close
+        assert torch.corrcoef(torch.stack([a.flatten(), b.flatten()]))[0, 1] > 0.99, name
+    assert (fp32[2] == int8[2]).all()  # priors untouched
+
+
+def test_int8_detection_file_runs_in_the_detector(files, tmp_path):
+    int8_path = quantize_onnx_int8(files["detections"], tmp_path / "tiny_int8.onnx")  # random calibration
+    float_ops = {node.op_type for node in onnx.load(str(int8_path)).graph.node}
+    assert {"NonMaxSuppression", "TopK", "Softmax"} <= float_ops  # post-processing still in the graph
+    detections = OnnxRuntimeDetector(int8_path)(images_of_different_sizes())
+    for det, img in zip(detections, images_of_different_sizes()):
+        assert 0 < len(det["scores"]) <= 200
+        assert det["scores"].diff().le(0).all()  # best first
+        assert det["boxes"][:, 2:].le(torch.tensor([img.shape[2], img.shape[1]])).all()
+        assert det["labels"].ge(1).all() and det["labels"].le(3).all()
