@@ -105,3 +105,10 @@ def write_yolo(root: Path, images: list[TinyImage] = TINY_IMAGES) -> Path:
         label_file.write_text("".join(lines))
     return write_yaml(root / "data.yaml", {"format": "yolo", "path": ".", "names": dict(enumerate(TINY_CLASSES)),
                                            "train": "images/train"})
+
+
+def make_sample(image, boxes, labels, difficult, iscrowd, image_id=0, path="sample.png"):
+    """A ``Sample`` built in memory, with defaults for the fields a test does not care about."""
+    from ssd.data.dataset import Sample
+
+    return Sample(image, boxes, labels, difficult, iscrowd, image_id, path)

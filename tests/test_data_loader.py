@@ -3,27 +3,17 @@
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
 
 import numpy as np
 import pytest
 import torch
 from torch import Tensor
 
+from data_helpers import make_sample
 from ssd.data.loader import ShardedSampler, WorkerSeeder, build_loader, collate, set_epoch
 from ssd.data.transforms import AugmentedDataset, TrainTransform
 from ssd.errors import SSDError
 
-
-@dataclass
-class FakeSample:
-    image: Tensor
-    boxes: Tensor
-    labels: Tensor
-    difficult: Tensor
-    iscrowd: Tensor
-    image_id: int
-    path: str = "fake.jpg"
 
 
 def tiny_samples(n: int) -> list[FakeSample]:
@@ -36,7 +26,7 @@ def tiny_samples(n: int) -> list[FakeSample]:
         boxes = torch.cat([xy, xy + torch.tensor([10.0, 8.0])], dim=1)
         image = torch.randint(0, 256, (3, 24, 32), dtype=torch.uint8, generator=g)
         no = torch.zeros(k, dtype=torch.bool)
-        samples.append(FakeSample(image, boxes, torch.arange(1, k + 1), no, no.clone(), image_id=i))
+        samples.append(make_sample(image, boxes, torch.arange(1, k + 1), no, no.clone(), image_id=i))
     return samples
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 
 import pytest
 import torch
@@ -14,6 +13,7 @@ from torch import Tensor
 from torchvision import tv_tensors
 from torchvision.ops import box_iou
 
+from data_helpers import make_sample
 from ssd.data.transforms import (
     AugmentedDataset,
     EvalTransform,
@@ -36,18 +36,6 @@ def _one_thread():
     torch.set_num_threads(threads)
 
 
-@dataclass
-class FakeSample:
-    """Stand-in with the fields of ``ssd.data.dataset.Sample``."""
-
-    image: Tensor
-    boxes: Tensor
-    labels: Tensor
-    difficult: Tensor
-    iscrowd: Tensor
-    image_id: int | str = 0
-    path: str = "fake.jpg"
-
 
 # label k is painted in COLOURS[k]; boxes do not overlap and each label is used once
 COLOURS = {1: (255, 0, 0), 2: (0, 255, 0), 3: (0, 0, 255), 4: (255, 255, 0), 5: (0, 255, 255)}
@@ -67,7 +55,7 @@ def painted_sample(height: int = 120, width: int = 160, crowd_label: int | None 
     image = torch.zeros(3, height, width, dtype=torch.uint8)
     for box, label in zip(boxes.long().tolist(), labels.tolist()):
         image[:, box[1] : box[3], box[0] : box[2]] = torch.tensor(COLOURS[label], dtype=torch.uint8)[:, None, None]
-    return FakeSample(image, boxes, labels, labels % 2 == 0, iscrowd, image_id=7)
+    return make_sample(image, boxes, labels, labels % 2 == 0, iscrowd, image_id=7)
 
 
 def test_train_output_invariants_over_many_draws():
@@ -202,7 +190,7 @@ def test_crop_meets_the_min_iou_option():
 
 
 def test_train_transform_handles_an_image_without_boxes():
-    empty = FakeSample(
+    empty = make_sample(
         torch.zeros(3, 50, 70, dtype=torch.uint8),
         torch.zeros(0, 4),
         torch.zeros(0, dtype=torch.int64),

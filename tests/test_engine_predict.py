@@ -16,19 +16,7 @@ from ssd.engine.predict import Predictor, expand_sources, load_image, predict_so
 from ssd.errors import DataError, SSDError
 from ssd.viz import draw_detections
 
-CLASS_NAMES = ["__background__", "cat", "dog", "bird"]
-# a narrow SSD on 128-pixel inputs: 5 source maps (16, 8, 4, 2, 1), fast on a CPU
-TINY = dict(
-    width=0.125,
-    batch_norm=True,
-    input_size=128,
-    extras=[[256, 512, 3, 2, 1], [128, 256, 3, 2, 1], [128, 256, 3, 2, 1]],
-    aspect_ratios=[[2], [2, 3], [2, 3], [2], [2]],
-    min_sizes=[12, 28, 50, 80, 105],
-    max_sizes=[28, 50, 80, 105, 135],
-    steps=None,
-    class_names=CLASS_NAMES,
-)
+from model_helpers import CLASS_NAMES, TINY
 SIZES = [(60, 80), (48, 48), (45, 70), (90, 60)]  # (height, width)
 
 

@@ -10,19 +10,7 @@ import torch
 import ssd
 from ssd.export import OnnxRuntimeDetector, export_onnx, quantize_onnx_int8, read_export_info
 
-CLASS_NAMES = ["__background__", "cat", "dog", "bird"]
-# a narrow SSD on 128-pixel inputs with batch norm: 5 source maps (16, 8, 4, 2, 1), 1524 default boxes
-TINY = dict(
-    width=0.125,
-    batch_norm=True,
-    input_size=128,
-    extras=[[256, 512, 3, 2, 1], [128, 256, 3, 2, 1], [128, 256, 3, 2, 1]],
-    aspect_ratios=[[2], [2, 3], [2, 3], [2], [2]],
-    min_sizes=[12, 28, 50, 80, 105],
-    max_sizes=[28, 50, 80, 105, 135],
-    steps=None,
-    class_names=CLASS_NAMES,
-)
+from model_helpers import CLASS_NAMES, TINY
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -10,6 +9,7 @@ import torch
 from torch import Tensor
 from torchvision.io import ImageReadMode, decode_image
 
+from data_helpers import make_sample
 from ssd.data.transforms import TrainTransform
 from ssd.errors import SSDError
 from ssd.viz import (
@@ -63,16 +63,6 @@ def test_save_image_round_trips(tmp_path: Path):
         save_image(image, tmp_path / "a.gif")
 
 
-@dataclass
-class FakeSample:
-    image: Tensor
-    boxes: Tensor
-    labels: Tensor
-    difficult: Tensor
-    iscrowd: Tensor
-    image_id: int = 0
-    path: str = "shape.png"
-
 
 def shape_samples() -> list[FakeSample]:
     """Two shapes-like images: a red square and a green disc on a grey background."""
@@ -83,7 +73,7 @@ def shape_samples() -> list[FakeSample]:
     image[:, disc] = torch.tensor([30, 200, 60], dtype=torch.uint8)[:, None]
     boxes = torch.tensor([[15.0, 10.0, 45.0, 40.0], [52.0, 32.0, 88.0, 68.0]])
     no = torch.zeros(2, dtype=torch.bool)
-    return [FakeSample(image, boxes, torch.tensor([1, 2]), no, no.clone(), i) for i in range(2)]
+    return [make_sample(image, boxes, torch.tensor([1, 2]), no, no.clone(), i) for i in range(2)]
 
 
 def test_augmentation_grid_is_a_png_of_n_tiles(tmp_path: Path):

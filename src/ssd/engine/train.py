@@ -347,6 +347,8 @@ def _train(
         evaluate_now()
     save_checkpoint(run_dir / "last.pt")
     if dist_info.is_main:
+        if train_data.num_skipped:
+            log.warning("skipped %d unreadable training images (each named in a warning above)", train_data.num_skipped)
         _write_plots(run_dir, history)
         if writer is not None:
             writer.close()
