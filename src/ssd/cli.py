@@ -248,6 +248,8 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurements")
     p.add_argument("--no-training", action="store_true", help="skip the training-step measurement")
     p.add_argument("--no-int8", action="store_true", help="skip the int8 ONNX Runtime variant")
+    p.add_argument("--weights", help="a trained checkpoint: also measure each mode's VOC07 mAP on --data's test split")
+    p.add_argument("--data", help="data YAML for --weights")
     p.set_defaults(func=_run_bench)
 
 
@@ -255,7 +257,7 @@ def _run_bench(args: argparse.Namespace) -> int:
     from .engine.bench import run_bench
 
     print(run_bench(args.classes, args.rounds, args.batch, args.out, memory=not args.no_memory,
-                    training=not args.no_training, fastest=not args.no_int8), end="")
+                    training=not args.no_training, fastest=not args.no_int8, weights=args.weights, data=args.data), end="")
     return 0
 
 

@@ -52,33 +52,41 @@ def interleaved(variants: dict[str, Variant], rounds: int, warmup: int = 1) -> d
     return times
 
 
-def inference_variants(num_classes: int, batch: int, workdir: Path, fastest: bool = True) -> dict[str, Variant]:
-    """End-to-end detection (list of 480x360 images in, detections out) for each implementation."""
+def inference_variants(
+    num_classes: int, batches: list[int], workdir: Path, fastest: bool = True
+) -> dict[int, dict[str, Variant]]:
+    """For each batch size, end-to-end detection (480x360 images in, detections out) per implementation.
+
+    The models are built (and exported, and quantised) once and shared by all batch sizes.
+    """
     from ..export.onnx import export_onnx
     from ..export.runtime import OnnxRuntimeDetector
 
     tv = torchvision_ssd(num_classes)
-    ours = from_torchvision(tv.state_dict()).eval()
-    images = [torch.rand(3, 360, 480, generator=torch.Generator().manual_seed(i)) for i in range(batch)]
-    onnx_path = export_onnx(ours, workdir / "ssd300.onnx", verify=False)
-    ort = OnnxRuntimeDetector(onnx_path, providers=["CPUExecutionProvider"])
-    ours_cl = from_torchvision(tv.state_dict()).eval().to(memory_format=torch.channels_last)
+    models: dict[str, Callable[[list[Tensor]], object]] = {"torchvision fp32": tv}
+    models["ours fp32"] = from_torchvision(tv.state_dict()).eval()
+    models["ours fp32 channels-last"] = from_torchvision(tv.state_dict()).eval().to(memory_format=torch.channels_last)
+    onnx_path = export_onnx(models["ours fp32"], workdir / "ssd300.onnx", verify=False)
+    models["ours onnxruntime fp32"] = OnnxRuntimeDetector(onnx_path, providers=["CPUExecutionProvider"])
+    calibration = [torch.rand(3, 360, 480, generator=torch.Generator().manual_seed(100 + i)) for i in range(8)]
+    if fastest:
+        from ..export.quantize import quantize_onnx_int8
 
-    def run(model: Callable[[list[Tensor]], object]) -> Variant:
+        int8_path = quantize_onnx_int8(onnx_path, workdir / "ssd300.int8.onnx", calibration)
+        models["ours onnxruntime int8"] = OnnxRuntimeDetector(int8_path, providers=["CPUExecutionProvider"])
+
+    def run(model: Callable[[list[Tensor]], object], images: list[Tensor]) -> Variant:
         def call() -> object:
             with torch.inference_mode():
                 return model(images)
 
         return call
 
-    variants = {"torchvision fp32": run(tv), "ours fp32": run(ours), "ours fp32 channels-last": run(ours_cl),
-                "ours onnxruntime fp32": run(ort)}  # fmt: skip
-    if fastest:
-        from ..export.quantize import quantize_onnx_int8
-
-        int8_path = quantize_onnx_int8(onnx_path, workdir / "ssd300.int8.onnx", images)
-        variants["ours onnxruntime int8"] = run(OnnxRuntimeDetector(int8_path, providers=["CPUExecutionProvider"]))
-    return variants
+    result = {}
+    for batch in batches:
+        images = [torch.rand(3, 360, 480, generator=torch.Generator().manual_seed(i)) for i in range(batch)]
+        result[batch] = {name: run(model, images) for name, model in models.items()}
+    return result
 
 
 def training_variants(num_classes: int, batch: int) -> dict[str, Variant]:
@@ -149,8 +157,11 @@ def run_bench(
     memory: bool = True,
     training: bool = True,
     fastest: bool = True,
+    weights: str | Path | None = None,
+    data: str | Path | None = None,
 ) -> str:
-    """Measure and return the markdown table (written to ``out`` too)."""
+    """Measure and return the markdown table (written to ``out`` too); with ``weights`` and ``data`` also the
+    accuracy of each inference mode on the data's test split."""
     lines = [
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, SSD300 with {num_classes} classes, "
         f"medians of {rounds} interleaved rounds; ratio = time / torchvision's time (lower is better).",
@@ -159,25 +170,64 @@ def run_bench(
         "|---|---|---|---|---|",
     ]
     with tempfile.TemporaryDirectory() as tmp:
-        latency = interleaved(inference_variants(num_classes, 1, Path(tmp), fastest), rounds)
-        for name, ms, ips, ratio in _rows(latency, 1, "torchvision fp32"):
-            lines.append(f"| latency, batch 1 | {name} | {ms:.1f} | {ips:.2f} | {ratio:.2f} |")
-        throughput = interleaved(inference_variants(num_classes, batch, Path(tmp), fastest), rounds)
-        for name, ms, ips, ratio in _rows(throughput, batch, "torchvision fp32"):
-            lines.append(f"| throughput, batch {batch} | {name} | {ms:.1f} | {ips:.2f} | {ratio:.2f} |")
+        variants = inference_variants(num_classes, [1, batch], Path(tmp), fastest)
+        for n, label in ((1, "latency, batch 1"), (batch, f"throughput, batch {batch}")):
+            for name, ms, ips, ratio in _rows(interleaved(variants[n], rounds), n, "torchvision fp32"):
+                lines.append(f"| {label} | {name} | {ms:.1f} | {ips:.2f} | {ratio:.2f} |")
     if training:
         steps = interleaved(training_variants(num_classes, batch), max(2, rounds // 2))
         for name, ms, ips, ratio in _rows(steps, batch, "torchvision fp32"):
             lines.append(f"| training step, batch {batch} | {name} | {ms:.1f} | {ips:.2f} | {ratio:.2f} |")
     if memory:
         lines += ["", "| peak resident memory (MiB) | torchvision | ours | ratio |", "|---|---|---|---|"]
-        for kind, label in (("inference", f"inference, batch 1"), ("training", f"training step, batch {batch}")):
+        for kind, label in (("inference", "inference, batch 1"), ("training", f"training step, batch {batch}")):
             n = 1 if kind == "inference" else batch
             tv_mib = peak_memory_mib(kind, "torchvision", num_classes, n)
             our_mib = peak_memory_mib(kind, "ours", num_classes, n)
             lines.append(f"| {label} | {tv_mib:.0f} | {our_mib:.0f} | {our_mib / tv_mib:.2f} |")
     table = "\n".join(lines) + "\n"
+    if weights and data:
+        table += "\n" + accuracy_of_modes(weights, data)
     if out:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         Path(out).write_text(table)
     return table
+
+
+def accuracy_of_modes(weights: str | Path, data: str | Path, split: str = "test", workdir: Path | None = None) -> str:
+    """VOC07 mAP of each inference mode of a trained checkpoint on a dataset split, next to PyTorch fp32."""
+    from ..checkpoint import load
+    from ..data import build_dataset, load_data_config
+    from ..data.loader import build_loader
+    from ..data.transforms import EvalTransform
+    from ..export.onnx import export_onnx
+    from ..export.quantize import quantize_onnx_int8
+    from ..export.runtime import OnnxRuntimeDetector
+    from .evaluate import evaluate_detections, predict_dataset
+
+    model = load(weights)
+    data_cfg = load_data_config(data)
+    size = model.config.input_size
+    dataset = build_dataset(data_cfg, split, transform=EvalTransform(size))
+    loader = build_loader(dataset, 16, shuffle=False)
+    calibration_set = build_dataset(data_cfg, "train" if "train" in data_cfg.splits else split, transform=EvalTransform(size))
+    calibration = [calibration_set[i][0] for i in range(min(32, len(calibration_set)))]
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(workdir or tmp)
+        fp32 = export_onnx(model, folder / "model.onnx", verify=False)
+        int8 = quantize_onnx_int8(fp32, folder / "model.int8.onnx", calibration)
+        channels_last = load(weights).to(memory_format=torch.channels_last)
+        modes: dict[str, Callable[[list[Tensor]], list[dict[str, Tensor]]]] = {
+            "pytorch fp32": model,
+            "pytorch fp32 channels-last": channels_last,
+            "onnxruntime fp32": OnnxRuntimeDetector(fp32, providers=["CPUExecutionProvider"]),
+            "onnxruntime int8": OnnxRuntimeDetector(int8, providers=["CPUExecutionProvider"]),
+        }
+        scores = {}
+        for name, detector in modes.items():
+            dets, targets = predict_dataset(detector, loader, torch.device("cpu"), progress=False)
+            scores[name] = float(evaluate_detections(dets, targets, ["voc07"], dataset.class_names)["voc07"]["map"])
+    lines = [f"| mode ({split} split, {len(dataset)} images) | VOC07 mAP | difference to fp32 (points) |", "|---|---|---|"]
+    for name, value in scores.items():
+        lines.append(f"| {name} | {value:.4f} | {100 * (value - scores['pytorch fp32']):+.2f} |")
+    return "\n".join(lines) + "\n"
