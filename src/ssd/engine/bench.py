@@ -126,7 +126,19 @@ def _peak_rss_worker(kind: str, impl: str, num_classes: int, batch: int, queue: 
     else:
         variants = training_variants(num_classes, batch)
         variants["torchvision fp32" if impl == "torchvision" else "ours fp32"]()
-    queue.put(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)  # KiB -> MiB on Linux
+    queue.put(_peak_rss_mib())
+
+
+def _peak_rss_mib() -> float:
+    """This process's peak resident memory: VmHWM (reset by exec, unlike ru_maxrss, which a spawned child
+    inherits from the parent it was forked from), or ru_maxrss where /proc is missing."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB -> MiB
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def peak_memory_mib(kind: str, impl: str, num_classes: int, batch: int) -> float:
@@ -135,9 +147,12 @@ def peak_memory_mib(kind: str, impl: str, num_classes: int, batch: int) -> float
     queue = ctx.Queue()
     proc = ctx.Process(target=_peak_rss_worker, args=(kind, impl, num_classes, batch, queue))
     proc.start()
-    value = queue.get()
     proc.join()
-    return float(value)
+    if proc.exitcode != 0 or queue.empty():
+        from ..errors import SSDError
+
+        raise SSDError(f"the memory measurement process for {impl} {kind} failed (exit code {proc.exitcode})")
+    return float(queue.get())
 
 
 def _rows(times: dict[str, list[float]], images_per_call: int, reference: str) -> list[tuple[str, float, float, float]]:

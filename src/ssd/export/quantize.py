@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
@@ -59,18 +60,30 @@ def quantize_onnx_int8(
     with tempfile.TemporaryDirectory() as tmp:
         prepared = Path(tmp) / "prepared.onnx"
         quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
-        quantize_static(
-            str(prepared),
-            str(int8_path),
-            _ImageReader(calibration_images, size),
-            quant_format=QuantFormat.QDQ,
-            op_types_to_quantize=QUANTIZED_OPS,
-            per_channel=True,
-            activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
-        )
+        with _quiet_root_logger():  # onnxruntime's quantizer logs a line per tensor on the root logger
+            quantize_static(
+                str(prepared),
+                str(int8_path),
+                _ImageReader(calibration_images, size),
+                quant_format=QuantFormat.QDQ,
+                op_types_to_quantize=QUANTIZED_OPS,
+                per_channel=True,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+            )
     int8_model = onnx.load(str(int8_path))
     fp32_props = onnx.load(str(fp32_path), load_external_data=False).metadata_props
     onnx.helper.set_model_props(int8_model, {p.key: p.value for p in fp32_props})
     onnx.save(int8_model, str(int8_path))
     return int8_path
+
+
+@contextmanager
+def _quiet_root_logger() -> Iterator[None]:
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(max(level, logging.WARNING))
+    try:
+        yield
+    finally:
+        root.setLevel(level)
