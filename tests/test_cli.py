@@ -90,3 +90,8 @@ def test_check_data_exit_status(dataset_and_model, capsys):
     data, _, _ = dataset_and_model
     assert main(["check-data", str(data), "--model", "none"]) == 0
     assert "circle" in capsys.readouterr().out
+
+
+def test_resume_refuses_changes(tmp_path, capsys):
+    assert main(["train", "--resume", str(tmp_path), "train.iterations=10"]) == 2
+    assert "--resume continues a run exactly" in capsys.readouterr().err

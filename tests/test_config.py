@@ -58,3 +58,14 @@ def test_shipped_configs_load_by_name():
     assert voc.train.lr == 0.001 and voc.train.milestones == [80000, 100000] and voc.train.iterations == 120000
     assert load_run_config("ssd512_vgg16_voc0712").preset == "ssd512_vgg16"
     assert load_run_config("ssd300_vgg16_coco").train.eval_metric == "coco"
+
+
+@pytest.mark.parametrize(
+    "key, value, message",
+    [("eval_metric", "voc2007", "eval_metric"), ("checkpoint_interval", 0, "checkpoint_interval"), ("workers", -1, "workers")],
+)
+def test_train_config_rejects_values_that_would_fail_later(key, value, message):
+    from ssd.config import TrainConfig
+
+    with pytest.raises(SSDError, match=message):
+        TrainConfig(**{key: value})

@@ -51,6 +51,8 @@ def _run_train(args: argparse.Namespace) -> int:
     from .config import load_run_config
     from .engine.train import train
 
+    if args.resume and (args.overrides or args.data or args.weights or args.backbone_weights):
+        raise SSDError("--resume continues a run exactly as it was saved; it takes no --data, --weights or overrides")
     run = load_run_config(args.config, args.overrides)
     if args.data:
         run.data = args.data

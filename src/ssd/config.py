@@ -158,8 +158,12 @@ class TrainConfig:
             raise SSDError(f"train.schedule must be step or cosine, got {self.schedule!r}")
         if self.amp_dtype not in ("auto", "bf16", "fp16"):
             raise SSDError(f"train.amp_dtype must be auto, bf16 or fp16, got {self.amp_dtype!r}")
-        if self.iterations < 1 or self.batch_size < 1 or self.base_batch_size < 1:
-            raise SSDError("train.iterations, train.batch_size and train.base_batch_size must be positive")
+        if self.iterations < 1 or self.batch_size < 1 or self.base_batch_size < 1 or self.checkpoint_interval < 1:
+            raise SSDError("train.iterations, batch_size, base_batch_size and checkpoint_interval must be positive")
+        if self.eval_interval < 0 or self.workers < 0:
+            raise SSDError("train.eval_interval and train.workers must be >= 0 (eval_interval 0: only at the end)")
+        if self.eval_metric not in ("voc07", "voc", "coco"):
+            raise SSDError(f"train.eval_metric must be voc07, voc or coco, got {self.eval_metric!r}")
 
     @property
     def scaled_lr(self) -> float:

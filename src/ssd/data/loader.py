@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import random
+import signal
 from collections.abc import Iterator
 from typing import Any
 
@@ -116,6 +117,9 @@ class WorkerSeeder:
         random.seed(worker_seed)
         np.random.seed(worker_seed % 2**32)
         torch.manual_seed(worker_seed)
+        # Ctrl-C is the main process's to handle (it saves last.pt): a worker that died of it would turn the
+        # clean stop into a "worker exited unexpectedly" error where workers are spawned (macOS, Windows)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def build_loader(

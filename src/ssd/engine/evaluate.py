@@ -27,13 +27,15 @@ def predict_dataset(
 
     The loader yields images warped to the network size and targets holding the original boxes and
     ``orig_size``; detections are mapped back from the warped size. Under torchrun each process runs its
-    shard and the lists are gathered on every rank, duplicates from sampler padding removed.
+    shard and the lists are gathered on every rank, the sampler's padding repeats removed by image id.
     """
     dist_info = dist_info or DistInfo()
     detections: list[dict[str, Tensor]] = []
     targets: list[dict[str, Tensor]] = []
     show = progress and dist_info.is_main
     for images, batch_targets in tqdm(loader, desc=desc, disable=not show, leave=False, dynamic_ncols=True):
+        if not images:  # every image of the batch was unreadable (each already warned about)
+            continue
         outputs = detector([img.to(device, non_blocking=True) for img in images])
         for img, det, target in zip(images, outputs, batch_targets):
             height, width = (int(v) for v in target["orig_size"])
@@ -42,7 +44,10 @@ def predict_dataset(
             )
             detections.append({k: v.cpu() for k, v in {**det, "boxes": det["boxes"] * scale}.items()})
             targets.append({k: v.cpu() if isinstance(v, Tensor) else v for k, v in target.items()})
+    if not dist_info.distributed:
+        return detections, targets
     pairs = gather_to_main(list(zip(detections, targets)))
+    # the distributed sampler pads the last round with repeats of the first images: drop those
     unique: dict[Any, tuple[dict, dict]] = {}
     for det, target in pairs:
         key = target["image_id"]

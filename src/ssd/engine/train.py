@@ -109,6 +109,15 @@ def _move_targets(targets: list[dict[str, Any]], device: torch.device) -> list[d
     return [{"boxes": t["boxes"].to(device, non_blocking=True), "labels": t["labels"].to(device, non_blocking=True)} for t in targets]
 
 
+def _any_process_empty(batch_images: int, dist_info: DistInfo) -> bool:
+    """Whether this process's batch, or under torchrun any process's batch, is empty: then all skip the step
+    together, so that their collective operations stay in step."""
+    empty = torch.tensor([1 if batch_images == 0 else 0], device=dist_info.device)  # NCCL needs it on the GPU
+    if dist_info.distributed:
+        torch.distributed.all_reduce(empty, op=torch.distributed.ReduceOp.MAX)
+    return bool(empty.item())
+
+
 def _nan_message(iteration: int, losses: dict[str, float], lr: float, cfg: TrainConfig) -> str:
     values = ", ".join(f"{k}={v}" for k, v in losses.items())
     return (
@@ -221,7 +230,8 @@ def _train(
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
+        if state["scaler"]:  # empty when the saved run had no fp16 loss scaling
+            scaler.load_state_dict(state["scaler"])
         iteration = int(state["iteration"])
         history = state.get("history", history)
         best_map = state.get("best_map")
@@ -289,7 +299,7 @@ def _train(
             epoch, first_batch = divmod(iteration, iters_per_epoch)
             set_epoch(train_loader, epoch, start_batch=first_batch)
             for images, targets in train_loader:
-                if not images:  # every sample of the batch was unreadable (already warned about)
+                if _any_process_empty(len(images), dist_info):  # all samples unreadable (each warned about)
                     continue
                 images = [img.to(device, non_blocking=True) for img in images]
                 with autocast_context(device, cfg):
