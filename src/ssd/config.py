@@ -162,8 +162,10 @@ class TrainConfig:
             raise SSDError("train.iterations, batch_size, base_batch_size and checkpoint_interval must be positive")
         if self.eval_interval < 0 or self.workers < 0:
             raise SSDError("train.eval_interval and train.workers must be >= 0 (eval_interval 0: only at the end)")
-        if self.eval_metric not in ("voc07", "voc", "coco"):
-            raise SSDError(f"train.eval_metric must be voc07, voc or coco, got {self.eval_metric!r}")
+        from .metrics import METRICS
+
+        if self.eval_metric not in METRICS:
+            raise SSDError(f"train.eval_metric must be one of {', '.join(METRICS)}, got {self.eval_metric!r}")
 
     @property
     def scaled_lr(self) -> float:

@@ -8,8 +8,6 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-import torch
-
 from ..config import load_run_config
 from .evaluate import run_evaluation
 from .train import train
@@ -17,19 +15,11 @@ from .train import train
 
 def save_prediction_images(weights: Path, data_yaml: Path, split: str, out_dir: Path, count: int = 12) -> None:
     """Draw the detections (score >= 0.3) of the first ``count`` images of ``split`` into ``out_dir``."""
-    from ..checkpoint import load
     from ..data import build_dataset, load_data_config
-    from ..viz import draw_detections, save_image
+    from .predict import Predictor, predict_sources
 
-    model = load(weights)
     dataset = build_dataset(load_data_config(data_yaml), split)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for index in range(min(count, len(dataset))):
-        sample = dataset.load_sample(index)
-        with torch.no_grad():
-            det = model([sample.image.float() / 255])[0]
-        drawn = draw_detections(sample.image, det["boxes"], det["labels"], det["scores"], model.config.class_names, score_thresh=0.3)
-        save_image(drawn, out_dir / f"{Path(sample.path).stem}.jpg")
+    predict_sources(Predictor(weights, conf=0.3), dataset.paths[:count], out_dir, save_json=False, progress=False)
 
 
 def run_demo(

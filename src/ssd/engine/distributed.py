@@ -81,6 +81,15 @@ def gather_to_main(items: list[Any]) -> list[Any]:
     return [item for part in gathered for item in part]
 
 
+def any_process(info: DistInfo, *flags: bool) -> tuple[bool, ...]:
+    """Each flag OR-ed over all processes (one small all-reduce; the flags themselves without torchrun)."""
+    if not info.distributed:
+        return tuple(flags)
+    values = torch.tensor([int(f) for f in flags], device=info.device)  # NCCL reduces GPU tensors only
+    dist.all_reduce(values, op=dist.ReduceOp.MAX)
+    return tuple(bool(v) for v in values.tolist())
+
+
 def broadcast_object(obj: Any) -> Any:
     """Rank 0's ``obj`` on every rank."""
     if not (dist.is_available() and dist.is_initialized()):

@@ -64,22 +64,30 @@ def evaluate_detections(
     return {name: evaluate(detections, targets, name, class_names=class_names) for name in metrics}
 
 
-def load_detector(weights: str, backend: str, device: torch.device) -> tuple[Detector, list[str], int]:
-    """The detector behind ``weights`` with its class names and input size: a checkpoint or an ONNX file."""
+def class_names_or_default(names: list[str] | None, num_classes: int) -> list[str]:
+    """The model's class names, or ``class1``, ``class2``, ... for a model saved without them."""
+    return list(names or ["__background__"] + [f"class{i}" for i in range(1, num_classes)])
+
+
+def load_detector(weights: str | Path, backend: str, device: torch.device) -> tuple[Detector, list[str], int]:
+    """The detector behind ``weights`` with its class names and input size: a checkpoint (backend ``torch``)
+    or an ONNX file (backend ``onnxruntime``, which picks its own provider and takes CPU tensors)."""
     from ..errors import SSDError
 
     if backend == "onnxruntime":
         from ..export.runtime import OnnxRuntimeDetector
 
         ort_detector = OnnxRuntimeDetector(weights)
-        return ort_detector, list(ort_detector.class_names), int(ort_detector.input_size)
+        names = class_names_or_default(ort_detector.class_names, ort_detector.num_classes)
+        return ort_detector, names, int(ort_detector.input_size)
     if backend != "torch":
         raise SSDError(f"unknown backend {backend!r}: use torch or onnxruntime")
+    if Path(weights).suffix.lower() == ".onnx":
+        raise SSDError(f"{weights}: an ONNX file runs with backend='onnxruntime'")
     from ..checkpoint import load
 
     model = load(weights).to(device).eval()
-    names = model.config.class_names or ["__background__"] + [f"class{i}" for i in range(1, model.num_classes)]
-    return model, list(names), model.config.input_size
+    return model, class_names_or_default(model.config.class_names, model.num_classes), model.config.input_size
 
 
 def write_report(

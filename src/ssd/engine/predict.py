@@ -18,13 +18,13 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from ..checkpoint import load
 from ..data.dataset import read_image
 from ..errors import DataError, SSDError
 from ..metrics import to_coco_results
 from ..model.ssd import SSD
 from ..viz import draw_detections, save_image
 from .distributed import select_device
+from .evaluate import class_names_or_default, load_detector
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv")
@@ -73,25 +73,18 @@ class Predictor:
     ) -> None:
         if backend not in ("torch", "onnxruntime"):
             raise SSDError(f"unknown backend {backend!r}: use torch or onnxruntime")
+        self.detector: Any
         if isinstance(weights, SSD):
             if backend != "torch":
                 raise SSDError("a built SSD model runs with backend='torch'; pass an .onnx file for onnxruntime")
             auto = device in (None, "", "auto")
             self.device = weights.priors.device if auto else select_device(device)
-            self.detector: Any = weights.to(self.device).eval()
-        elif backend == "onnxruntime":
-            from ..export.runtime import OnnxRuntimeDetector
-
-            self.device = torch.device("cpu")  # ONNX Runtime takes numpy arrays and picks its own provider
-            self.detector = OnnxRuntimeDetector(weights)
+            self.detector = weights.to(self.device).eval()
+            self.class_names = class_names_or_default(weights.config.class_names, weights.num_classes)
         else:
-            if Path(weights).suffix.lower() == ".onnx":
-                raise SSDError(f"{weights}: an ONNX file runs with backend='onnxruntime'")
-            self.device = select_device(device)
-            self.detector = load(weights).to(self.device).eval()
-        num_classes = int(self.detector.num_classes)
-        names = self.detector.class_names if backend == "onnxruntime" else self.detector.config.class_names
-        self.class_names: list[str] = list(names or ["__background__"] + [f"class{i}" for i in range(1, num_classes)])
+            # ONNX Runtime takes numpy arrays from the CPU and picks its own provider
+            self.device = torch.device("cpu") if backend == "onnxruntime" else select_device(device)
+            self.detector, self.class_names, _ = load_detector(weights, backend, self.device)
 
         if conf is not None and not 0.0 <= conf <= 1.0:
             raise SSDError(f"conf must be between 0 and 1, got {conf}")

@@ -20,14 +20,14 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from .. import build_model
-from ..checkpoint import atomic_torch_save, load_matching_weights, read_checkpoint
+from ..checkpoint import load_matching_weights, read_checkpoint, save
 from ..config import RunConfig, TrainConfig, run_config_from_dict
 from ..data import build_dataset, load_data_config
 from ..data.loader import build_loader, set_epoch
 from ..data.transforms import AugmentedDataset, EvalTransform, TrainTransform
 from ..errors import SSDError
 from ..model.ssd import SSD
-from .distributed import DistInfo, barrier, broadcast_object, cleanup, init_distributed
+from .distributed import DistInfo, any_process, barrier, broadcast_object, cleanup, init_distributed
 from .evaluate import evaluate_detections, predict_dataset
 from .schedule import build_optimizer, build_scheduler
 
@@ -107,15 +107,6 @@ class StopSignal:
 
 def _move_targets(targets: list[dict[str, Any]], device: torch.device) -> list[dict[str, Any]]:
     return [{"boxes": t["boxes"].to(device, non_blocking=True), "labels": t["labels"].to(device, non_blocking=True)} for t in targets]
-
-
-def _any_process_empty(batch_images: int, dist_info: DistInfo) -> bool:
-    """Whether this process's batch, or under torchrun any process's batch, is empty: then all skip the step
-    together, so that their collective operations stay in step."""
-    empty = torch.tensor([1 if batch_images == 0 else 0], device=dist_info.device)  # NCCL needs it on the GPU
-    if dist_info.distributed:
-        torch.distributed.all_reduce(empty, op=torch.distributed.ReduceOp.MAX)
-    return bool(empty.item())
 
 
 def _nan_message(iteration: int, losses: dict[str, float], lr: float, cfg: TrainConfig) -> str:
@@ -248,21 +239,10 @@ def _train(
 
     def save_checkpoint(path: Path) -> None:
         if dist_info.is_main:
-            atomic_torch_save(
-                {
-                    "format_version": 1,
-                    "config": model.config.to_dict(),
-                    "model": model.state_dict(),
-                    "run_config": run.to_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "scaler": scaler.state_dict(),
-                    "iteration": iteration,
-                    "rng": rng_state(),
-                    "history": history,
-                    "best_map": best_map,
-                },
-                path,
+            save(
+                model, path, run_config=run.to_dict(), optimizer=optimizer.state_dict(),
+                scheduler=scheduler.state_dict(), scaler=scaler.state_dict(), iteration=iteration, rng=rng_state(),
+                history=history, best_map=best_map,
             )
 
     def evaluate_now() -> float | None:
@@ -292,14 +272,15 @@ def _train(
     start_time = time.perf_counter()
     interrupted = stopping = False
     bar = tqdm(total=cfg.iterations, initial=iteration, disable=not (progress and dist_info.is_main), dynamic_ncols=True, desc="train")
-    running: dict[str, float] = {}
-    images_seen, window_start = 0, time.perf_counter()
+    running: dict[str, float] = {}  # loss sums over the steps of the current logging window
+    window_steps, images_seen, window_start = 0, 0, time.perf_counter()
     with StopSignal() as stop:
         while iteration < cfg.iterations and not stopping:
             epoch, first_batch = divmod(iteration, iters_per_epoch)
             set_epoch(train_loader, epoch, start_batch=first_batch)
             for images, targets in train_loader:
-                if _any_process_empty(len(images), dist_info):  # all samples unreadable (each warned about)
+                (empty,) = any_process(dist_info, not images)  # all unreadable (each warned about): all processes skip
+                if empty:
                     continue
                 images = [img.to(device, non_blocking=True) for img in images]
                 with autocast_context(device, cfg):
@@ -322,13 +303,12 @@ def _train(
                 values["total"] = values["loc"] + values["conf"]
                 for k, v in values.items():
                     running[k] = running.get(k, 0.0) + v
+                window_steps += 1
                 images_seen += len(images) * dist_info.world_size
                 if iteration % 10 == 0 or iteration == cfg.iterations:
-                    steps = 10 if iteration % 10 == 0 else iteration % 10
-                    means = {k: v / steps for k, v in running.items()}
-                    running = {}
+                    means = {k: v / window_steps for k, v in running.items()}
                     speed = images_seen / max(time.perf_counter() - window_start, 1e-9)
-                    images_seen, window_start = 0, time.perf_counter()
+                    running, window_steps, images_seen, window_start = {}, 0, 0, time.perf_counter()
                     for k, v in means.items():
                         history[k].append([iteration, v])
                         if writer is not None:
@@ -340,9 +320,10 @@ def _train(
                 bar.update(1)
 
                 out_of_time = cfg.max_minutes is not None and time.perf_counter() - start_time > cfg.max_minutes * 60
-                stop_now = broadcast_object(stop.requested or out_of_time) if dist_info.distributed else (stop.requested or out_of_time)
-                if stop_now:
-                    stopping, interrupted = True, stop.requested
+                # every process takes the same decision, so that none waits in a collective the others left
+                signalled, out_of_time = any_process(dist_info, stop.requested, out_of_time)
+                if signalled or out_of_time:
+                    stopping, interrupted = True, signalled
                     if out_of_time and dist_info.is_main:
                         tqdm.write(f"stopping after {cfg.max_minutes} minutes (train.max_minutes) at iteration {iteration}")
                     break
