@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import filecmp
 import math
-import time
 from pathlib import Path
 
 import numpy as np
@@ -84,14 +83,6 @@ def test_existing_data_is_kept_and_changed_parameters_regenerate(tmp_path: Path)
 def test_bad_parameters() -> None:
     with pytest.raises(SSDError):
         generate_shapes("/nonexistent", image_size=16)
-
-
-def test_generating_a_few_hundred_images_takes_seconds(tmp_path: Path) -> None:
-    start = time.perf_counter()
-    generate_shapes(tmp_path, num_train=200, num_val=0, num_test=0, image_size=128, num_workers=2)
-    elapsed = time.perf_counter() - start
-    print(f"200 images of 128 px: {elapsed:.2f} s")
-    assert elapsed < 20  # about 2 s on 2 cores; generous for a loaded machine
 
 
 def test_render_image_boxes_are_tight_and_objects_sized_as_asked() -> None:
