@@ -292,3 +292,26 @@ def test_bad_samples_become_none_with_one_warning_each(caplog: pytest.LogCapture
 def test_a_dataset_returning_none_passes_through():
     data = AugmentedDataset([painted_sample(), None], EvalTransform(16))
     assert data[0][0].shape == (3, 16, 16) and data[1] is None and data.num_skipped == 1
+
+
+def test_light_recipe_is_only_flip_and_warp():
+    """photometric, zoom-out and crop switched off: the output is the warp of the image or of its mirror
+    (to one grey level: the train warp runs on uint8, the eval warp on floats)."""
+    transform = TrainTransform(64, zoom_out_max=1.0, random_crop=False, photometric=False)
+    sample = painted_sample()
+    warped, _ = EvalTransform(64)(sample)
+    scale = torch.tensor([64 / 160, 64 / 120] * 2)
+    flips = 0
+    for s in range(12):
+        with seeded(s):
+            image, target = transform(sample)
+        if (image - warped).abs().max() <= 1 / 255 + 1e-6:
+            torch.testing.assert_close(target["boxes"], BOXES * scale)
+        else:
+            flips += 1
+            torch.testing.assert_close(image, warped.flip(-1), atol=1 / 255 + 1e-6, rtol=0)
+            mirrored = torch.stack([160 - BOXES[:, 2], BOXES[:, 1], 160 - BOXES[:, 0], BOXES[:, 3]], dim=1)
+            torch.testing.assert_close(target["boxes"], mirrored * scale)
+        assert target["labels"].tolist() == [1, 2, 3, 4]
+    assert 0 < flips < 12
+    assert "photometric=False" in repr(transform)

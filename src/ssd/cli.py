@@ -135,6 +135,7 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--data-dir", default="datasets/shapes", help="where the shapes dataset is generated")
     p.add_argument("--out", default="runs/demo", help="run folder (replaced on every demo)")
+    p.add_argument("--train-images", type=int, help="training images to generate (default 16,000)")
     p.add_argument("--config", default="shapes", help="config (default: the shipped 'shapes' preset)")
     p.add_argument("--device", default="auto")
     p.add_argument("--no-progress", action="store_true")
@@ -145,7 +146,10 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
 def _run_demo(args: argparse.Namespace) -> int:
     from .engine.demo import run_demo
 
-    run_demo(args.data_dir, args.out, config=args.config, overrides=args.overrides, device=args.device, progress=not args.no_progress)
+    run_demo(
+        args.data_dir, args.out, config=args.config, overrides=args.overrides, device=args.device,
+        progress=not args.no_progress, shapes=None if args.train_images is None else {"num_train": args.train_images},
+    )
     return 0
 
 

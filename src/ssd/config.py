@@ -136,6 +136,7 @@ class TrainConfig:
     amp_dtype: str = "auto"  # auto | bf16 | fp16
     zoom_out_max: float = 4.0  # augmentation: zoom out up to this factor (1 = off), as the paper's "expand"
     random_crop: bool = True  # augmentation: the paper's min-IoU random crop
+    photometric: bool = True  # augmentation: the paper's photometric distortions (brightness, contrast, colour)
     channels_last: bool = False
     sync_bn: bool = True  # SyncBatchNorm across GPUs for models with batch_norm (CUDA only)
     workers: int = 4

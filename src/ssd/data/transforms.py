@@ -197,12 +197,14 @@ class TrainTransform:
         *,
         zoom_out_max: float = 4.0,
         random_crop: bool = True,
+        photometric: bool = True,
     ) -> None:
         self.input_size = input_size
         self.mean_rgb = tuple(mean_rgb)
         keep_valid = T.SanitizeBoundingBoxes(labels_getter=_aligned_fields)
-        self.photometric = PhotometricDistort(p=0.5)
-        # zoom_out_max=1 or random_crop=False lighten the recipe (e.g. for data whose objects are already small)
+        # zoom_out_max=1, random_crop=False or photometric=False lighten the recipe (e.g. for data whose objects
+        # are already small, or synthetic data plentiful enough that the CPU is better spent on the model)
+        self.photometric = PhotometricDistort(p=0.5) if photometric else None
         self.zoom_out = T.RandomZoomOut(
             fill=[int(round(m)) for m in mean_rgb], side_range=(1.0, max(zoom_out_max, 1.0)), p=0.5 if zoom_out_max > 1 else 0.0
         )
@@ -222,7 +224,9 @@ class TrainTransform:
             "labels": sample.labels[keep],
             "difficult": sample.difficult[keep],
         }
-        data = self.zoom_out(self.photometric(data))
+        if self.photometric is not None:
+            data = self.photometric(data)
+        data = self.zoom_out(data)
         if self.crop is not None and len(data["boxes"]):  # RandomIoUCrop needs a box to measure overlap against
             data = self.crop(data)
         data = self.resize(self.flip(data))
@@ -239,7 +243,8 @@ class TrainTransform:
     def __repr__(self) -> str:
         return (
             f"TrainTransform(input_size={self.input_size}, mean_rgb={self.mean_rgb}, "
-            f"zoom_out_max={self.zoom_out.side_range[1]}, random_crop={self.crop is not None})"
+            f"zoom_out_max={self.zoom_out.side_range[1]}, random_crop={self.crop is not None}, "
+            f"photometric={self.photometric is not None})"
         )
 
 

@@ -6,11 +6,16 @@ import json
 import shutil
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 from ..config import load_run_config
 from .evaluate import run_evaluation
 from .train import train
+
+# The demo trains on freshly drawn images rather than on augmented repeats: drawing costs about 3 ms an image once,
+# while the paper's augmentation would take CPU from the model at every step, and a few epochs of 2,000 images
+# overfit (train mAP 0.73 against 0.45 on val in one 10-minute run).
+DEMO_TRAIN_IMAGES = 16_000
 
 
 def save_prediction_images(weights: Path, data_yaml: Path, split: str, out_dir: Path, count: int = 12) -> None:
@@ -30,12 +35,16 @@ def run_demo(
     overrides: Sequence[str] = (),
     device: str | None = "auto",
     progress: bool = True,
+    shapes: Mapping[str, Any] | None = None,
 ) -> dict:
-    """Generate shapes, train the config on it, evaluate on the test split; returns the summary it writes."""
+    """Generate shapes, train the config on it, evaluate on the test split; returns the summary it writes.
+
+    ``shapes``: keyword arguments for ``generate_shapes`` (default: ``DEMO_TRAIN_IMAGES`` training images).
+    """
     from ..data.shapes import generate_shapes
 
     start = time.perf_counter()
-    data_yaml = generate_shapes(data_dir)
+    data_yaml = generate_shapes(data_dir, **{"num_train": DEMO_TRAIN_IMAGES, **(shapes or {})})
     generated = time.perf_counter()
     run = load_run_config(config, list(overrides))
     run.data = str(data_yaml)

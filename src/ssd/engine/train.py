@@ -188,7 +188,10 @@ def _train(
     class_names = train_set.class_names
     model = build_training_model(run, class_names, device, dist_info)
     mean_rgb = tuple(float(m) for m in model.config.image_mean)
-    augment = TrainTransform(model.config.input_size, mean_rgb, zoom_out_max=cfg.zoom_out_max, random_crop=cfg.random_crop)
+    augment = TrainTransform(
+        model.config.input_size, mean_rgb, zoom_out_max=cfg.zoom_out_max, random_crop=cfg.random_crop,
+        photometric=cfg.photometric,
+    )
     train_data = AugmentedDataset(train_set, augment, seed=cfg.seed)
     per_process_batch = cfg.batch_size // dist_info.world_size
     train_loader = build_loader(
