@@ -142,6 +142,20 @@ def test_read_image_errors_name_the_file(tmp_path: Path) -> None:
         read_image_size(garbage)
 
 
+def test_bmp_images_are_read_with_pillow(tmp_path: Path) -> None:
+    """torchvision cannot decode BMP: Pillow does, with the same DataError for a broken file."""
+    import PIL.Image
+
+    image = torch.randint(0, 256, (3, 12, 17), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    PIL.Image.fromarray(image.permute(1, 2, 0).numpy()).save(tmp_path / "a.bmp")
+    assert torch.equal(read_image(tmp_path / "a.bmp"), image)
+    broken = tmp_path / "broken.bmp"
+    broken.write_bytes(b"BM not really")
+    with pytest.raises(DataError, match="cannot decode image") as info:
+        read_image(broken)
+    assert info.value.path == str(broken)
+
+
 def test_check_boxes_clips_rounding_and_names_wrong_boxes() -> None:
     boxes = np.array([
         [-1.0, -0.5, 11.0, 20.5],  # sticks out by <= 1 px: clipped

@@ -12,7 +12,7 @@ from torchvision.ops import box_convert
 
 import ssd
 from ssd.data.dataset import read_image
-from ssd.engine.predict import Predictor, expand_sources, load_image, predict_sources
+from ssd.engine.predict import Predictor, expand_sources, predict_sources
 from ssd.errors import DataError, SSDError
 from ssd.viz import draw_detections
 
@@ -139,14 +139,6 @@ def test_bad_arguments_and_inputs_are_clear_errors(model, tmp_path):
     (tmp_path / "broken.jpg").write_bytes(b"not a jpeg")
     with pytest.raises(DataError, match="broken.jpg"):
         Predictor(model)(tmp_path / "broken.jpg")
-
-
-def test_bmp_images_are_read_with_pillow(tmp_path):
-    from PIL import Image
-
-    image = random_images()[0]
-    Image.fromarray(image.permute(1, 2, 0).numpy()).save(tmp_path / "a.bmp")
-    assert torch.equal(load_image(tmp_path / "a.bmp"), image)
 
 
 def write_image_folder(folder: Path) -> dict[str, torch.Tensor]:

@@ -185,13 +185,14 @@ def _run_export(args: argparse.Namespace) -> int:
     export_onnx(model, out, opset=args.opset, raw=args.raw, verify=not args.no_verify)
     print(f"wrote {out}" + ("" if args.no_verify else " (checked against PyTorch with ONNX Runtime)"))
     if args.int8:
-        from .engine.predict import expand_sources, load_image
+        from .data.dataset import read_image
+        from .engine.predict import expand_sources
         from .export.quantize import quantize_onnx_int8
 
         images = None
         if args.calibration:
             files = [path for path, kind in expand_sources([args.calibration]) if kind == "image"]
-            images = [load_image(f).float() / 255 for f in files[:64]]
+            images = [read_image(f).float() / 255 for f in files[:64]]
         int8 = quantize_onnx_int8(out, out.with_suffix(".int8.onnx"), images)
         print(f"wrote {int8}")
     return 0

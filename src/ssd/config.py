@@ -31,6 +31,9 @@ class ModelConfig:
         default_factory=lambda: [[256, 512, 3, 2, 1], [128, 256, 3, 2, 1], [128, 256, 3, 1, 0], [128, 256, 3, 1, 0]]
     )
     l2norm_scale: float = 20.0
+    # initial background probability of every default box, from the class-score biases (RetinaNet's prior
+    # initialisation); None = zero biases, as in the paper. 0.99 steadies the first steps of training from scratch
+    background_prior: float | None = None
     # default boxes
     min_sizes: list[float] | None = field(default_factory=lambda: [30, 60, 111, 162, 213, 264])
     max_sizes: list[float] | None = field(default_factory=lambda: [60, 111, 162, 213, 264, 315])
@@ -67,6 +70,8 @@ class ModelConfig:
             )
         if self.scales is None and (self.min_sizes is None or self.max_sizes is None):
             raise SSDError("model: give either scales or both min_sizes and max_sizes")
+        if self.background_prior is not None and not 0.0 < self.background_prior < 1.0:
+            raise SSDError(f"model.background_prior must lie strictly between 0 and 1, got {self.background_prior}")
         if self.scales is not None and len(self.scales) != k + 1:
             raise SSDError(f"model.scales needs {k + 1} values for {k} feature maps, got {len(self.scales)}")
         sized = ["steps"] + (["min_sizes", "max_sizes"] if self.scales is None else [])

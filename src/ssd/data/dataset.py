@@ -89,9 +89,19 @@ class ImageAnnotation:
 
 
 def read_image(path: str | os.PathLike[str]) -> Tensor:
-    """Decode a JPEG or PNG file to ``Tensor[3, H, W]`` uint8 RGB; DataError naming the file if it cannot be read."""
+    """Decode an image file to ``Tensor[3, H, W]`` uint8 RGB; DataError naming the file if it cannot be read.
+
+    torchvision decodes JPEG, PNG, WebP and GIF; Pillow decodes BMP, which torchvision cannot.
+    """
     if not os.path.isfile(path):
         raise DataError(path, "image file not found")
+    if Path(path).suffix.lower() == ".bmp":
+        try:
+            with PIL.Image.open(path) as img:
+                array = np.asarray(img.convert("RGB"))
+        except (OSError, PIL.Image.DecompressionBombError) as exc:  # UnidentifiedImageError is an OSError
+            raise DataError(path, f"cannot decode image: {exc}") from None
+        return torch.from_numpy(array.copy()).permute(2, 0, 1)
     try:
         return decode_image(str(path), mode=ImageReadMode.RGB)
     except RuntimeError as exc:

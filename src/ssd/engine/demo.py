@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from ..config import load_run_config
+from ..presets import model_config
 from .evaluate import run_evaluation
 from .train import train
 
@@ -39,14 +40,16 @@ def run_demo(
 ) -> dict:
     """Generate shapes, train the config on it, evaluate on the test split; returns the summary it writes.
 
-    ``shapes``: keyword arguments for ``generate_shapes`` (default: ``DEMO_TRAIN_IMAGES`` training images).
+    ``shapes``: keyword arguments for ``generate_shapes`` (default: ``DEMO_TRAIN_IMAGES`` training images drawn
+    at the model's input size, so that the data loader has nothing to resize).
     """
     from ..data.shapes import generate_shapes
 
     start = time.perf_counter()
-    data_yaml = generate_shapes(data_dir, **{"num_train": DEMO_TRAIN_IMAGES, **(shapes or {})})
-    generated = time.perf_counter()
     run = load_run_config(config, list(overrides))
+    input_size = model_config(run.preset, **run.model).input_size
+    data_yaml = generate_shapes(data_dir, **{"num_train": DEMO_TRAIN_IMAGES, "image_size": input_size, **(shapes or {})})
+    generated = time.perf_counter()
     run.data = str(data_yaml)
     out = Path(out)
     if out.exists():

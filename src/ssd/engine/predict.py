@@ -34,23 +34,6 @@ DEFAULT_FPS = 25
 ImageInput = Union[str, os.PathLike, Tensor]
 
 
-def load_image(path: str | os.PathLike[str]) -> Tensor:
-    """An image file as ``uint8 [3, H, W]`` RGB: torchvision decodes JPEG, PNG and WebP, Pillow decodes BMP."""
-    if Path(path).suffix.lower() != ".bmp":
-        return read_image(path)
-    if not os.path.isfile(path):
-        raise DataError(path, "image file not found")
-    import numpy as np
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as img:
-            array = np.asarray(img.convert("RGB"))
-    except (OSError, UnidentifiedImageError) as exc:
-        raise DataError(path, f"cannot decode image: {exc}") from None
-    return torch.from_numpy(array.copy()).permute(2, 0, 1)
-
-
 class Predictor:
     """Detections for image files or tensors, batched, with optional score, count and class filters.
 
@@ -128,7 +111,7 @@ class Predictor:
     def _to_image(self, item: ImageInput) -> Tensor:
         """An image file or tensor as ``uint8`` or float ``[3, H, W]``, checked."""
         if isinstance(item, (str, os.PathLike)):
-            return load_image(item)
+            return read_image(item)
         if not isinstance(item, Tensor):
             raise SSDError(f"cannot predict on a {type(item).__name__}: pass an image path or a Tensor[3, H, W]")
         if item.dim() != 3 or item.shape[0] != 3:
@@ -233,7 +216,7 @@ def predict_sources(
     bar = tqdm(total=len(images), desc="predict", unit="img", disable=not (show and images), dynamic_ncols=True)
     for start in range(0, len(images), predictor.batch_size):
         paths = images[start : start + predictor.batch_size]
-        pixels = [load_image(p) for p in paths]
+        pixels = [read_image(p) for p in paths]
         for path, image, det in zip(paths, pixels, predictor.detect(pixels)):
             suffix = path.suffix if path.suffix.lower() in SAVABLE_SUFFIXES else ".png"
             out_path = outputs.claim(path, path.stem + suffix)

@@ -70,7 +70,9 @@ class SSD(nn.Module):
                 f"model has {len(self.feature_sizes)} feature maps but aspect_ratios lists {len(config.aspect_ratios)}"
             )
         backbone = VGG16Base(**backbone_args)
-        head = MultiboxHead(backbone.out_channels, boxes_per_location(config.aspect_ratios), config.num_classes)
+        head = MultiboxHead(
+            backbone.out_channels, boxes_per_location(config.aspect_ratios), config.num_classes, config.background_prior
+        )
         self.net = SSDNet(backbone, head)
 
         min_sizes, max_sizes = config.prior_sizes()
