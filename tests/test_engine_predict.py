@@ -16,19 +16,13 @@ from ssd.engine.predict import Predictor, expand_sources, predict_sources
 from ssd.errors import DataError, SSDError
 from ssd.viz import draw_detections
 
-from model_helpers import CLASS_NAMES, TINY
+from model_helpers import CLASS_NAMES, tiny_model_with_spread_scores
 SIZES = [(60, 80), (48, 48), (45, 70), (90, 60)]  # (height, width)
 
 
 @pytest.fixture(scope="module")
 def model() -> ssd.SSD:
-    """The tiny SSD with a scaled-down class head: scores spread over 0..1 without ties, 200 detections per image."""
-    torch.manual_seed(0)
-    model = ssd.build_model("ssd300_vgg16", 4, **TINY).eval()
-    with torch.no_grad():
-        for layer in model.net.head.conf:
-            layer.weight.mul_(0.3)
-    return model
+    return tiny_model_with_spread_scores()
 
 
 def random_images() -> list[torch.Tensor]:

@@ -10,18 +10,12 @@ import torch
 import ssd
 from ssd.export import OnnxRuntimeDetector, export_onnx, quantize_onnx_int8, read_export_info
 
-from model_helpers import CLASS_NAMES, TINY
+from model_helpers import CLASS_NAMES, tiny_model_with_spread_scores
 
 
 @pytest.fixture(scope="module")
 def model() -> ssd.SSD:
-    """The tiny SSD, whose class scores are distinct (scaled-down head), so detections have no ties."""
-    torch.manual_seed(0)
-    model = ssd.build_model("ssd300_vgg16", 4, **TINY).eval()
-    with torch.no_grad():
-        for layer in model.net.head.conf:
-            layer.weight.mul_(0.3)  # logits of std ~1: scores spread over 0..1, no float ties
-    return model
+    return tiny_model_with_spread_scores()
 
 
 @pytest.fixture(scope="module")
