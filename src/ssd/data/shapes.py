@@ -28,13 +28,14 @@ from .voc import write_voc_annotation
 logger = logging.getLogger(__name__)
 
 SHAPES_CLASSES = ("circle", "square", "triangle", "star", "ellipse", "cross")
-GENERATOR_VERSION = 1  # bump when the drawing changes, so that old data on disk is regenerated
+GENERATOR_VERSION = 2  # bump when the drawing changes, so that old data on disk is regenerated
 SPLIT_STREAMS = {"train": 0, "val": 1, "test": 2}  # disjoint seed streams per split
 FOLDER = "SHAPES"
-MIN_VISIBLE = 0.4  # share of an object that must stay visible (inside the image and not covered)
+MIN_VISIBLE = 0.7  # share of an object that must stay visible (inside the image and not covered)
 MIN_CONTRAST = 80.0  # RGB distance between an object's colour and what lies under it
-SIZE_RANGE = (0.05, 0.7)  # object diameter as a share of the image side, drawn log-uniformly
-MAX_OBJECTS = 8
+SIZE_RANGE = (0.1, 0.6)  # object diameter as a share of the image side, drawn log-uniformly
+MAX_OBJECTS = 6
+NOISE_RANGE = (1.0, 8.0)  # amplitude of the grey sensor noise, drawn per image
 CHUNK = 50  # images per job of the worker pool
 
 
@@ -172,7 +173,7 @@ def render_image(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.nd
         box = (x0 + cols[0], y0 + rows[0], x0 + cols[-1] + 1, y0 + rows[-1] + 1)  # the whole shape, then clipped
         boxes.append(tuple(min(max(int(v), 0), size) for v in box))  # type: ignore[misc]
         classes.append(cls)
-    canvas += (rng.random((size, size), dtype=np.float32) - 0.5) * rng.uniform(5.0, 30.0)  # sensor noise, grey
+    canvas += (rng.random((size, size), dtype=np.float32) - 0.5) * rng.uniform(*NOISE_RANGE)  # sensor noise, grey
     image = np.clip(canvas, 0, 255).astype(np.uint8)
     return image, np.array(boxes, dtype=np.float32).reshape(-1, 4), np.array(classes, dtype=np.int64)
 
@@ -224,12 +225,12 @@ def shape_mask(
 def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     """A textured background ``ndarray[3, H, W]`` float32: smooth colour blobs, mottled noise and a grating."""
     grid = int(rng.integers(2, 7))
-    blobs = rng.uniform(40, 215, (3, 1, 1)) + rng.uniform(-70, 70, (3, grid, grid))
-    mottle = rng.standard_normal((3, size // 8, size // 8)) * rng.uniform(4, 16)
+    blobs = rng.uniform(40, 215, (3, 1, 1)) + rng.uniform(-35, 35, (3, grid, grid))
+    mottle = rng.standard_normal((3, size // 8, size // 8)) * rng.uniform(2, 8)
     theta, freq, phase = rng.uniform(0, math.pi), rng.uniform(2, 24) / size, rng.uniform(0, 2 * math.pi)
     xs, ys = np.arange(size, dtype=np.float32)[None, :], np.arange(size, dtype=np.float32)[:, None]
     grating = np.sin(2 * math.pi * freq * (xs * math.cos(theta) + ys * math.sin(theta)) + phase)  # [H, W]
-    amplitude = rng.uniform(0, 30, (3, 1, 1)).astype(np.float32)
+    amplitude = rng.uniform(0, 15, (3, 1, 1)).astype(np.float32)
     return _upsample(blobs, size) + _upsample(mottle, size) + grating * amplitude
 
 
