@@ -86,6 +86,17 @@ def test_predict_on_a_folder(dataset_and_model, tmp_path):
     assert len(list(out.glob("*.jpg"))) == 10
 
 
+def test_predict_in_bf16_and_fp16_needs_cuda(dataset_and_model, tmp_path, capsys):
+    _, weights, root = dataset_and_model
+    image = root / "shapes" / "SHAPES" / "JPEGImages" / "test_000000.jpg"
+    out = tmp_path / "bf16"
+    args = ["predict", str(image), "--weights", str(weights), "--no-progress", "--no-save"]
+    assert main([*args, "--out", str(out), "--precision", "bf16"]) == 0
+    assert len(json.loads((out / "predictions.json").read_text())) == 1
+    assert main([*args, "--out", str(tmp_path / "fp16"), "--precision", "fp16", "--device", "cpu"]) == 2
+    assert "fp16 needs a CUDA device" in capsys.readouterr().err
+
+
 def test_check_data_exit_status(dataset_and_model, capsys):
     data, _, _ = dataset_and_model
     assert main(["check-data", str(data), "--model", "none"]) == 0

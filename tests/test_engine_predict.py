@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 from torchvision.io import write_jpeg, write_png
-from torchvision.ops import box_convert
+from torchvision.ops import box_convert, box_iou
 
 import ssd
 from ssd.data.dataset import read_image
@@ -115,6 +115,27 @@ def test_batch_size_does_not_change_the_detections(model):
         torch.testing.assert_close(a["boxes"], b["boxes"], atol=1e-3, rtol=0)
 
 
+def test_bf16_precision_runs_the_convolutions_in_bf16_and_finds_the_same_objects(model):
+    conv_dtypes = []
+    hook = model.net.head.conf[0].register_forward_hook(lambda m, i, out: conv_dtypes.append(out.dtype))
+    try:
+        images = random_images()
+        fp32 = Predictor(model)(images)
+        bf16 = Predictor(model, precision="bf16")(images)
+    finally:
+        hook.remove()
+    assert conv_dtypes == [torch.float32, torch.bfloat16]  # one batch each
+    for a, b in zip(fp32, bf16):
+        assert b["boxes"].dtype == torch.float32 and len(b["scores"]) > 0
+        # bf16 keeps 8 bits of mantissa: scores move by about 1%, so near-ties reorder; but each of the 10 best fp32
+        # detections is still found, same class, same place
+        for box, label, score in zip(a["boxes"][:10], a["labels"][:10], a["scores"][:10]):
+            same_class = b["labels"] == label
+            assert same_class.any()
+            assert box_iou(box[None], b["boxes"][same_class]).max() > 0.9
+            assert (b["scores"][same_class] - score).abs().min() < 0.03
+
+
 def test_bad_arguments_and_inputs_are_clear_errors(model, tmp_path):
     with pytest.raises(SSDError, match="conf"):
         Predictor(model, conf=1.5)
@@ -126,6 +147,12 @@ def test_bad_arguments_and_inputs_are_clear_errors(model, tmp_path):
         Predictor(model, classes=[4])
     with pytest.raises(SSDError, match="backend"):
         Predictor(model, backend="tensorrt")
+    with pytest.raises(SSDError, match="fp16 needs a CUDA device"):
+        Predictor(model, precision="fp16")
+    with pytest.raises(SSDError, match="unknown precision 'int4'"):
+        Predictor(model, precision="int4")
+    with pytest.raises(SSDError, match="precision bf16 is for the torch backend"):
+        Predictor(tmp_path / "model.onnx", backend="onnxruntime", precision="bf16")
     with pytest.raises(SSDError, match=r"\[3, H, W\]"):
         Predictor(model)(torch.zeros(1, 8, 8))
     with pytest.raises(DataError, match="missing.png"):

@@ -86,6 +86,10 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--device", default="auto")
     p.add_argument("--backend", default="torch", choices=["torch", "onnxruntime"])
+    p.add_argument(
+        "--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
+        help="torch backend: bf16 autocast (CPU or CUDA; fast only on CPUs with native bf16) or fp16 (CUDA)",
+    )
     p.add_argument("--out", help="output folder (default: runs/eval, numbered)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_run_eval)
@@ -97,7 +101,8 @@ def _run_eval(args: argparse.Namespace) -> int:
     metrics = [m.strip() for m in args.metric.split(",") if m.strip()]
     run_evaluation(
         args.weights, args.data, split=args.split, metrics=metrics, batch_size=args.batch_size,
-        workers=args.workers, device=args.device, backend=args.backend, out_dir=args.out, progress=not args.no_progress,
+        workers=args.workers, device=args.device, backend=args.backend, precision=args.precision, out_dir=args.out,
+        progress=not args.no_progress,
     )
     return 0
 
@@ -209,6 +214,10 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("source", nargs="+", help="image, folder, glob or video")
     p.add_argument("--weights", required=True, help="checkpoint (.pt) or .onnx with --backend onnxruntime")
     p.add_argument("--backend", default="torch", choices=["torch", "onnxruntime"])
+    p.add_argument(
+        "--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
+        help="torch backend: bf16 autocast (CPU or CUDA; fast only on CPUs with native bf16) or fp16 (CUDA)",
+    )
     p.add_argument("--conf", type=float, help="minimum score to keep (default: keep the model's threshold)")
     p.add_argument("--max-det", type=int, help="at most this many detections per image")
     p.add_argument("--classes", nargs="+", help="keep only these classes (labels or names)")
@@ -227,7 +236,7 @@ def _run_predict(args: argparse.Namespace) -> int:
 
     predictor = Predictor(
         args.weights, backend=args.backend, device=args.device, conf=args.conf, max_det=args.max_det,
-        classes=args.classes, batch_size=args.batch_size,
+        classes=args.classes, batch_size=args.batch_size, precision=args.precision,
     )
     out = args.out or new_run_dir("runs", None, False, prefix="predict")
     summary = predict_sources(

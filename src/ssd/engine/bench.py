@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from ..interop import from_torchvision
+from .evaluate import AutocastDetector
 
 Variant = Callable[[], object]
 
@@ -66,6 +67,8 @@ def inference_variants(
     models: dict[str, Callable[[list[Tensor]], object]] = {"torchvision fp32": tv}
     models["ours fp32"] = from_torchvision(tv.state_dict()).eval()
     models["ours fp32 channels-last"] = from_torchvision(tv.state_dict()).eval().to(memory_format=torch.channels_last)
+    if native_bf16():  # without AVX-512 BF16 / AMX, oneDNN emulates bf16 and it only costs time
+        models["ours bf16 channels-last"] = AutocastDetector(models["ours fp32 channels-last"], "bf16", torch.device("cpu"))
     onnx_path = export_onnx(models["ours fp32"], workdir / "ssd300.onnx", verify=False)
     models["ours onnxruntime fp32"] = OnnxRuntimeDetector(onnx_path, providers=["CPUExecutionProvider"])
     calibration = [torch.rand(3, 360, 480, generator=torch.Generator().manual_seed(100 + i)) for i in range(8)]
@@ -87,6 +90,11 @@ def inference_variants(
         images = [torch.rand(3, 360, 480, generator=torch.Generator().manual_seed(i)) for i in range(batch)]
         result[batch] = {name: run(model, images) for name, model in models.items()}
     return result
+
+
+def native_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX-512 BF16 or AMX), so that a bf16 mode can be faster."""
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 def training_variants(num_classes: int, batch: int) -> dict[str, Variant]:
@@ -200,6 +208,8 @@ def run_bench(
             tv_mib = peak_memory_mib(kind, "torchvision", num_classes, n)
             our_mib = peak_memory_mib(kind, "ours", num_classes, n)
             lines.append(f"| {label} | {tv_mib:.0f} | {our_mib:.0f} | {our_mib / tv_mib:.2f} |")
+    if not native_bf16():
+        lines += ["", "No bf16 row: this CPU has no native bf16 (AVX-512 BF16 or AMX); emulated bf16 would only be slower."]
     table = "\n".join(lines) + "\n"
     if weights and data:
         table += "\n" + accuracy_of_modes(weights, data)
@@ -235,6 +245,7 @@ def accuracy_of_modes(weights: str | Path, data: str | Path, split: str = "test"
         modes: dict[str, Callable[[list[Tensor]], list[dict[str, Tensor]]]] = {
             "pytorch fp32": model,
             "pytorch fp32 channels-last": channels_last,
+            "pytorch bf16 (autocast)": AutocastDetector(model, "bf16", torch.device("cpu")),
             "onnxruntime fp32": OnnxRuntimeDetector(fp32, providers=["CPUExecutionProvider"]),
             "onnxruntime int8": OnnxRuntimeDetector(int8, providers=["CPUExecutionProvider"]),
         }

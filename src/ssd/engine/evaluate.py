@@ -12,6 +12,27 @@ from tqdm import tqdm
 from .distributed import DistInfo, gather_to_main
 
 Detector = Callable[[list[Tensor]], list[dict[str, Tensor]]]
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+class AutocastDetector:
+    """A PyTorch detector run under autocast: convolutions in bf16 (CPU or CUDA) or fp16 (CUDA), while the
+    model decodes boxes and runs NMS in fp32 (``postprocess`` casts the head outputs back)."""
+
+    def __init__(self, model: torch.nn.Module, precision: str, device: torch.device) -> None:
+        from ..errors import SSDError
+
+        if precision not in ("bf16", "fp16"):
+            raise SSDError(f"unknown precision {precision!r}: use one of {', '.join(PRECISIONS)}")
+        if precision == "fp16" and device.type != "cuda":
+            raise SSDError("precision fp16 needs a CUDA device; on the CPU use bf16")
+        self.model = model
+        self.dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+        self.device_type = device.type
+
+    def __call__(self, images: list[Tensor]) -> list[dict[str, Tensor]]:
+        with torch.autocast(self.device_type, dtype=self.dtype):
+            return self.model(images)
 
 
 @torch.no_grad()
@@ -69,12 +90,19 @@ def class_names_or_default(names: list[str] | None, num_classes: int) -> list[st
     return list(names or ["__background__"] + [f"class{i}" for i in range(1, num_classes)])
 
 
-def load_detector(weights: str | Path, backend: str, device: torch.device) -> tuple[Detector, list[str], int]:
-    """The detector behind ``weights`` with its class names and input size: a checkpoint (backend ``torch``)
-    or an ONNX file (backend ``onnxruntime``, which picks its own provider and takes CPU tensors)."""
+def load_detector(
+    weights: str | Path, backend: str, device: torch.device, precision: str = "fp32"
+) -> tuple[Detector, list[str], int]:
+    """The detector behind ``weights`` with its class names and input size: a checkpoint (backend ``torch``,
+    run in ``precision`` fp32, bf16 or fp16) or an ONNX file (backend ``onnxruntime``, which picks its own
+    provider and takes CPU tensors)."""
     from ..errors import SSDError
 
+    if precision not in PRECISIONS:
+        raise SSDError(f"unknown precision {precision!r}: use one of {', '.join(PRECISIONS)}")
     if backend == "onnxruntime":
+        if precision != "fp32":
+            raise SSDError(f"precision {precision} is for the torch backend; an ONNX model runs in its own precision")
         from ..export.runtime import OnnxRuntimeDetector
 
         ort_detector = OnnxRuntimeDetector(weights)
@@ -87,7 +115,9 @@ def load_detector(weights: str | Path, backend: str, device: torch.device) -> tu
     from ..checkpoint import load
 
     model = load(weights).to(device).eval()
-    return model, class_names_or_default(model.config.class_names, model.num_classes), model.config.input_size
+    names = class_names_or_default(model.config.class_names, model.num_classes)
+    detector: Detector = model if precision == "fp32" else AutocastDetector(model, precision, device)
+    return detector, names, model.config.input_size
 
 
 def write_report(
@@ -146,6 +176,7 @@ def run_evaluation(
     workers: int = 2,
     device: str | None = "auto",
     backend: str = "torch",
+    precision: str = "fp32",
     out_dir: str | Path | None = None,
     progress: bool = True,
 ) -> dict[str, dict[str, Any]]:
@@ -161,7 +192,7 @@ def run_evaluation(
     if unknown or not metrics:
         raise SSDError(f"unknown metric(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(METRICS)}")
     torch_device = select_device(device)
-    detector, class_names, input_size = load_detector(weights, backend, torch_device)
+    detector, class_names, input_size = load_detector(weights, backend, torch_device, precision)
     data_cfg = load_data_config(data)
     dataset = build_dataset(data_cfg, split, transform=EvalTransform(input_size), skip_bad=True)
     if list(dataset.class_names) != class_names:

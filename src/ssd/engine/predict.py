@@ -24,7 +24,7 @@ from ..metrics import to_coco_results
 from ..model.ssd import SSD
 from ..viz import draw_detections, save_image
 from .distributed import select_device
-from .evaluate import class_names_or_default, load_detector
+from .evaluate import AutocastDetector, class_names_or_default, load_detector
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv")
@@ -40,7 +40,8 @@ class Predictor:
     ``weights``: a checkpoint path, a built :class:`ssd.SSD` (put in eval mode; with ``device="auto"`` it stays
     on its own device), or an ``.onnx`` file with ``backend="onnxruntime"``. ``conf`` drops detections scoring
     below it (the model's own ``score_thresh`` has already dropped lower ones), ``max_det`` keeps the best
-    ``max_det`` per image, ``classes`` keeps those labels (ints, or class names).
+    ``max_det`` per image, ``classes`` keeps those labels (ints, or class names). ``precision`` bf16 (CPU or
+    CUDA) or fp16 (CUDA) runs a PyTorch model under autocast.
     """
 
     def __init__(
@@ -53,6 +54,7 @@ class Predictor:
         max_det: int | None = None,
         classes: Sequence[int | str] | None = None,
         batch_size: int = 8,
+        precision: str = "fp32",
     ) -> None:
         if backend not in ("torch", "onnxruntime"):
             raise SSDError(f"unknown backend {backend!r}: use torch or onnxruntime")
@@ -62,12 +64,13 @@ class Predictor:
                 raise SSDError("a built SSD model runs with backend='torch'; pass an .onnx file for onnxruntime")
             auto = device in (None, "", "auto")
             self.device = weights.priors.device if auto else select_device(device)
-            self.detector = weights.to(self.device).eval()
+            model = weights.to(self.device).eval()
+            self.detector = model if precision == "fp32" else AutocastDetector(model, precision, self.device)
             self.class_names = class_names_or_default(weights.config.class_names, weights.num_classes)
         else:
             # ONNX Runtime takes numpy arrays from the CPU and picks its own provider
             self.device = torch.device("cpu") if backend == "onnxruntime" else select_device(device)
-            self.detector, self.class_names, _ = load_detector(weights, backend, self.device)
+            self.detector, self.class_names, _ = load_detector(weights, backend, self.device, precision)
 
         if conf is not None and not 0.0 <= conf <= 1.0:
             raise SSDError(f"conf must be between 0 and 1, got {conf}")
