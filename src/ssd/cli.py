@@ -69,6 +69,13 @@ def _run_train(args: argparse.Namespace) -> int:
     return 130 if result.interrupted else 0
 
 
+def _add_precision(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
+        help="torch backend: bf16 autocast (CPU or CUDA; fast only on CPUs with native bf16) or fp16 (CUDA)",
+    )
+
+
 def _add_eval(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "eval",
@@ -86,10 +93,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--device", default="auto")
     p.add_argument("--backend", default="torch", choices=["torch", "onnxruntime"])
-    p.add_argument(
-        "--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
-        help="torch backend: bf16 autocast (CPU or CUDA; fast only on CPUs with native bf16) or fp16 (CUDA)",
-    )
+    _add_precision(p)
     p.add_argument("--out", help="output folder (default: runs/eval, numbered)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_run_eval)
@@ -214,10 +218,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("source", nargs="+", help="image, folder, glob or video")
     p.add_argument("--weights", required=True, help="checkpoint (.pt) or .onnx with --backend onnxruntime")
     p.add_argument("--backend", default="torch", choices=["torch", "onnxruntime"])
-    p.add_argument(
-        "--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
-        help="torch backend: bf16 autocast (CPU or CUDA; fast only on CPUs with native bf16) or fp16 (CUDA)",
-    )
+    _add_precision(p)
     p.add_argument("--conf", type=float, help="minimum score to keep (default: keep the model's threshold)")
     p.add_argument("--max-det", type=int, help="at most this many detections per image")
     p.add_argument("--classes", nargs="+", help="keep only these classes (labels or names)")
