@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from ..interop import from_torchvision
-from .evaluate import AutocastDetector
+from .evaluate import with_precision
 
 Variant = Callable[[], object]
 
@@ -68,7 +68,7 @@ def inference_variants(
     models["ours fp32"] = from_torchvision(tv.state_dict()).eval()
     models["ours fp32 channels-last"] = from_torchvision(tv.state_dict()).eval().to(memory_format=torch.channels_last)
     if native_bf16():  # without AVX-512 BF16 / AMX, oneDNN emulates bf16 and it only costs time
-        models["ours bf16 channels-last"] = AutocastDetector(models["ours fp32 channels-last"], "bf16", torch.device("cpu"))
+        models["ours bf16 channels-last"] = with_precision(models["ours fp32 channels-last"], "bf16", torch.device("cpu"))
     onnx_path = export_onnx(models["ours fp32"], workdir / "ssd300.onnx", verify=False)
     models["ours onnxruntime fp32"] = OnnxRuntimeDetector(onnx_path, providers=["CPUExecutionProvider"])
     calibration = [torch.rand(3, 360, 480, generator=torch.Generator().manual_seed(100 + i)) for i in range(8)]
@@ -245,7 +245,7 @@ def accuracy_of_modes(weights: str | Path, data: str | Path, split: str = "test"
         modes: dict[str, Callable[[list[Tensor]], list[dict[str, Tensor]]]] = {
             "pytorch fp32": model,
             "pytorch fp32 channels-last": channels_last,
-            "pytorch bf16 (autocast)": AutocastDetector(model, "bf16", torch.device("cpu")),
+            "pytorch bf16 (autocast)": with_precision(model, "bf16", torch.device("cpu")),
             "onnxruntime fp32": OnnxRuntimeDetector(fp32, providers=["CPUExecutionProvider"]),
             "onnxruntime int8": OnnxRuntimeDetector(int8, providers=["CPUExecutionProvider"]),
         }

@@ -16,23 +16,30 @@ PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 class AutocastDetector:
-    """A PyTorch detector run under autocast: convolutions in bf16 (CPU or CUDA) or fp16 (CUDA), while the
-    model decodes boxes and runs NMS in fp32 (``postprocess`` casts the head outputs back)."""
+    """A PyTorch detector run under autocast in ``dtype`` (bf16 or fp16), while the model decodes boxes and runs
+    NMS in fp32 (``postprocess`` casts the head outputs back)."""
 
-    def __init__(self, model: torch.nn.Module, precision: str, device: torch.device) -> None:
-        from ..errors import SSDError
-
-        if precision not in ("bf16", "fp16"):
-            raise SSDError(f"unknown precision {precision!r}: use one of {', '.join(PRECISIONS)}")
-        if precision == "fp16" and device.type != "cuda":
-            raise SSDError("precision fp16 needs a CUDA device; on the CPU use bf16")
+    def __init__(self, model: torch.nn.Module, dtype: torch.dtype, device: torch.device) -> None:
         self.model = model
-        self.dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+        self.dtype = dtype
         self.device_type = device.type
 
     def __call__(self, images: list[Tensor]) -> list[dict[str, Tensor]]:
         with torch.autocast(self.device_type, dtype=self.dtype):
             return self.model(images)
+
+
+def with_precision(model: torch.nn.Module, precision: str, device: torch.device) -> Detector:
+    """``model`` itself for fp32, else wrapped to run under autocast: bf16 (CPU or CUDA) or fp16 (CUDA only)."""
+    from ..errors import SSDError
+
+    if precision not in PRECISIONS:
+        raise SSDError(f"unknown precision {precision!r}: use one of {', '.join(PRECISIONS)}")
+    if precision == "fp32":
+        return model
+    if precision == "fp16" and device.type != "cuda":
+        raise SSDError("precision fp16 needs a CUDA device; on the CPU use bf16")
+    return AutocastDetector(model, torch.bfloat16 if precision == "bf16" else torch.float16, device)
 
 
 @torch.no_grad()
@@ -98,8 +105,6 @@ def load_detector(
     provider and takes CPU tensors)."""
     from ..errors import SSDError
 
-    if precision not in PRECISIONS:
-        raise SSDError(f"unknown precision {precision!r}: use one of {', '.join(PRECISIONS)}")
     if backend == "onnxruntime":
         if precision != "fp32":
             raise SSDError(f"precision {precision} is for the torch backend; an ONNX model runs in its own precision")
@@ -116,8 +121,7 @@ def load_detector(
 
     model = load(weights).to(device).eval()
     names = class_names_or_default(model.config.class_names, model.num_classes)
-    detector: Detector = model if precision == "fp32" else AutocastDetector(model, precision, device)
-    return detector, names, model.config.input_size
+    return with_precision(model, precision, device), names, model.config.input_size
 
 
 def write_report(

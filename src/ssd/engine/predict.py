@@ -24,7 +24,7 @@ from ..metrics import to_coco_results
 from ..model.ssd import SSD
 from ..viz import draw_detections, save_image
 from .distributed import select_device
-from .evaluate import AutocastDetector, class_names_or_default, load_detector
+from .evaluate import class_names_or_default, load_detector, with_precision
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv")
@@ -64,8 +64,7 @@ class Predictor:
                 raise SSDError("a built SSD model runs with backend='torch'; pass an .onnx file for onnxruntime")
             auto = device in (None, "", "auto")
             self.device = weights.priors.device if auto else select_device(device)
-            model = weights.to(self.device).eval()
-            self.detector = model if precision == "fp32" else AutocastDetector(model, precision, self.device)
+            self.detector = with_precision(weights.to(self.device).eval(), precision, self.device)
             self.class_names = class_names_or_default(weights.config.class_names, weights.num_classes)
         else:
             # ONNX Runtime takes numpy arrays from the CPU and picks its own provider
