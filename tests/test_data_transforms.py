@@ -315,3 +315,27 @@ def test_light_recipe_is_only_flip_and_warp():
         assert target["labels"].tolist() == [1, 2, 3, 4]
     assert 0 < flips < 12
     assert "photometric=False" in repr(transform)
+
+
+def test_an_image_already_at_the_input_size_is_not_warped():
+    """At the input size the light recipe skips the (identity) warp: pixels and boxes come out exactly,
+    or exactly mirrored, and a box under a pixel wide from the dataset is not dropped by a warp that never ran."""
+    sample = painted_sample(height=120, width=120)
+    thin = torch.tensor([[20.0, 20.0, 20.5, 60.0]])
+    sample = make_sample(sample.image, torch.cat([sample.boxes[:1], thin]), torch.tensor([1, 2]), torch.tensor([False, False]),
+                         torch.tensor([False, False]), image_id=7)
+    transform = TrainTransform(120, zoom_out_max=1.0, random_crop=False, photometric=False)
+    as_float = sample.image.float() / 255
+    seen = set()
+    for s in range(8):
+        with seeded(s):
+            image, target = transform(sample)
+        mirrored = not torch.equal(image, as_float)
+        seen.add(mirrored)
+        expected_boxes = sample.boxes
+        if mirrored:
+            assert torch.equal(image, as_float.flip(-1))
+            expected_boxes = torch.stack([120 - sample.boxes[:, 2], sample.boxes[:, 1], 120 - sample.boxes[:, 0], sample.boxes[:, 3]], 1)
+        assert torch.equal(target["boxes"], expected_boxes)
+        assert target["labels"].tolist() == [1, 2]
+    assert seen == {False, True}

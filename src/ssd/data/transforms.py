@@ -229,7 +229,9 @@ class TrainTransform:
         data = self.zoom_out(data)
         if self.crop is not None and len(data["boxes"]):  # RandomIoUCrop needs a box to measure overlap against
             data = self.crop(data)
-        data = self.resize(self.flip(data))
+        data = self.flip(data)
+        if tuple(data["image"].shape[-2:]) != (self.input_size, self.input_size):  # the warp, unless already there
+            data = self.resize(data)
         out = F.to_dtype(data["image"].as_subclass(Tensor), torch.float32, scale=True)
         target = {
             "boxes": data["boxes"].as_subclass(Tensor).to(torch.float32),
