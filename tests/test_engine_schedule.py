@@ -1,9 +1,12 @@
+import math
+
 import pytest
 import torch
 
 import ssd
 from ssd.config import TrainConfig
-from ssd.engine.schedule import build_optimizer, build_scheduler, lr_factor
+from ssd.engine.schedule import build_optimizer, build_scheduler, lr_factor, training_progress
+from ssd.errors import SSDError
 
 
 def test_step_schedule_with_warmup_by_hand():
@@ -21,6 +24,59 @@ def test_cosine_schedule():
     assert lr_factor(0, cfg) == pytest.approx(1.0)
     assert lr_factor(50, cfg) == pytest.approx(0.5)
     assert lr_factor(100, cfg) == pytest.approx(0.0)
+
+
+def test_wsd_schedule_is_constant_then_linear_to_zero():
+    cfg = TrainConfig(iterations=100, schedule="wsd", decay_fraction=0.2, warmup_iters=10, warmup_factor=0.01)
+    assert lr_factor(0, cfg) == pytest.approx(0.01)  # the warm-up still multiplies
+    assert lr_factor(10, cfg) == pytest.approx(1.0)
+    assert lr_factor(80, cfg) == pytest.approx(1.0)
+    assert lr_factor(90, cfg) == pytest.approx(0.5)
+    assert lr_factor(95, cfg) == pytest.approx(0.25)
+    assert lr_factor(100, cfg) == pytest.approx(0.0)
+
+
+def test_schedule_by_time_follows_whichever_of_iterations_and_minutes_is_further():
+    cfg = TrainConfig(iterations=100, schedule="cosine", warmup_iters=0, max_minutes=2, schedule_by_time=True)
+    assert training_progress(10, cfg, seconds=60) == pytest.approx(0.5)  # a slow machine: time leads
+    assert training_progress(60, cfg, seconds=12) == pytest.approx(0.6)  # a fast one: iterations lead
+    assert training_progress(10, cfg, seconds=500) == 1.0
+    assert lr_factor(10, cfg, seconds=60) == pytest.approx(0.5)
+    assert lr_factor(10, cfg, seconds=120) == pytest.approx(0.0)
+    by_iterations = TrainConfig(iterations=100, schedule="cosine", warmup_iters=0, max_minutes=2)
+    assert lr_factor(10, by_iterations, seconds=60) == pytest.approx(lr_factor(10, by_iterations))
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"schedule": "linear"}, "step, cosine or wsd"),
+        ({"schedule": "wsd", "decay_fraction": 0.0}, "decay_fraction"),
+        ({"schedule": "cosine", "schedule_by_time": True}, "needs train.max_minutes"),
+        ({"schedule": "step", "schedule_by_time": True, "max_minutes": 5}, "cosine or wsd"),
+    ],
+)
+def test_schedule_settings_are_checked(fields, message):
+    with pytest.raises(SSDError, match=message):
+        TrainConfig(**fields)
+
+
+def test_scheduler_state_restores_iteration_and_time_and_reads_lambdalr_checkpoints():
+    cfg = TrainConfig(iterations=10, schedule="cosine", warmup_iters=0, lr=0.1, batch_size=32, max_minutes=1,
+                      schedule_by_time=True)  # fmt: skip
+    sched = build_scheduler(build_optimizer(torch.nn.Linear(2, 2), cfg), cfg)
+    sched.step(seconds=3.0)
+    sched.step(seconds=15.0)  # time leads: progress 0.25
+    state = sched.state_dict()
+    assert state == {"iteration": 2, "seconds": 15.0}
+    fresh_opt = build_optimizer(torch.nn.Linear(2, 2), cfg)
+    restored = build_scheduler(fresh_opt, cfg)
+    restored.load_state_dict(state)
+    expected = 0.1 * 0.5 * (1 + math.cos(math.pi * 0.25))
+    assert restored.get_last_lr()[0] == pytest.approx(expected) == fresh_opt.param_groups[0]["lr"]
+    legacy = build_scheduler(build_optimizer(torch.nn.Linear(2, 2), cfg), cfg)
+    legacy.load_state_dict({"last_epoch": 5, "base_lrs": [0.1] * 3})  # torch's LambdaLR, as saved before
+    assert legacy.iteration == 5 and legacy.get_last_lr()[0] == pytest.approx(0.05)
 
 
 def test_learning_rate_scales_linearly_with_the_batch():

@@ -84,6 +84,17 @@ def test_interrupted_and_resumed_run_equals_uninterrupted(shapes_yaml, tmp_path,
         torch.testing.assert_close(got[key], value, rtol=0, atol=0, msg=key)
 
 
+def test_time_driven_schedule_decays_to_zero_by_the_time_limit(shapes_yaml, tmp_path):
+    """With schedule_by_time, a run stopped by max_minutes (1.2 s here) has finished its decay: lr 0 at the end."""
+    run = tiny_run(shapes_yaml, iterations=100_000, schedule="wsd", max_minutes=0.02, schedule_by_time=True)
+    result = train(run, project=tmp_path, name="timed", progress=False)
+    assert 1 <= result.iterations < 100_000 and not result.interrupted
+    state = torch.load(result.run_dir / "last.pt", weights_only=False)
+    assert state["scheduler"]["iteration"] == result.iterations
+    assert state["scheduler"]["seconds"] > 0.02 * 60
+    assert all(group["lr"] == 0.0 for group in state["optimizer"]["param_groups"])
+
+
 def test_non_finite_loss_stops_with_a_message(shapes_yaml, tmp_path):
     run = tiny_run(shapes_yaml, lr=1e12, warmup_iters=0, iterations=20)
     with pytest.raises(SSDError, match=r"not finite at iteration \d+.*learning rate"):

@@ -131,7 +131,8 @@ class TrainConfig:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     bias_lr_factor: float = 2.0  # biases: twice the learning rate and no weight decay, as in the original
-    schedule: str = "step"  # step (x gamma at each milestone) | cosine
+    schedule: str = "step"  # step (x gamma at each milestone) | cosine | wsd (constant, then linear to 0)
+    decay_fraction: float = 0.2  # wsd: the share of the run over which the learning rate falls to 0
     milestones: list[int] = field(default_factory=lambda: [80_000, 100_000])
     gamma: float = 0.1
     warmup_iters: int = 1000  # linear warm-up from warmup_factor * lr: the cure for early NaN losses
@@ -155,13 +156,18 @@ class TrainConfig:
     skip_bad: bool = True  # skip unreadable samples with a warning instead of stopping
     weights: str | None = None  # start from a checkpoint (another dataset's: heads are re-initialised)
     backbone_weights: str | None = None  # torchvision ImageNet VGG-16 weights file
-    max_minutes: float | None = None  # stop (and save) after this much training time
+    max_minutes: float | None = None  # stop (and save) after this much training time in all, resumed runs included
+    schedule_by_time: bool = False  # cosine/wsd progress = max(iterations done, minutes trained / max_minutes)
 
     def __post_init__(self) -> None:
         if self.optimizer not in ("sgd", "adamw"):
             raise SSDError(f"train.optimizer must be sgd or adamw, got {self.optimizer!r}")
-        if self.schedule not in ("step", "cosine"):
-            raise SSDError(f"train.schedule must be step or cosine, got {self.schedule!r}")
+        if self.schedule not in ("step", "cosine", "wsd"):
+            raise SSDError(f"train.schedule must be step, cosine or wsd, got {self.schedule!r}")
+        if not 0 < self.decay_fraction <= 1:
+            raise SSDError(f"train.decay_fraction must be in (0, 1], got {self.decay_fraction}")
+        if self.schedule_by_time and (not self.max_minutes or self.schedule == "step"):
+            raise SSDError("train.schedule_by_time needs train.max_minutes and a cosine or wsd schedule")
         if self.amp_dtype not in ("auto", "bf16", "fp16"):
             raise SSDError(f"train.amp_dtype must be auto, bf16 or fp16, got {self.amp_dtype!r}")
         if self.iterations < 1 or self.batch_size < 1 or self.base_batch_size < 1 or self.checkpoint_interval < 1:

@@ -83,11 +83,16 @@ def gather_to_main(items: list[Any]) -> list[Any]:
 
 def any_process(info: DistInfo, *flags: bool) -> tuple[bool, ...]:
     """Each flag OR-ed over all processes (one small all-reduce; the flags themselves without torchrun)."""
+    return tuple(bool(v) for v in max_over_processes(info, *(float(f) for f in flags)))
+
+
+def max_over_processes(info: DistInfo, *values: float) -> tuple[float, ...]:
+    """Each value's maximum over all processes (one small all-reduce; the values themselves without torchrun)."""
     if not info.distributed:
-        return tuple(flags)
-    values = torch.tensor([int(f) for f in flags], device=info.device)  # NCCL reduces GPU tensors only
-    dist.all_reduce(values, op=dist.ReduceOp.MAX)
-    return tuple(bool(v) for v in values.tolist())
+        return tuple(values)
+    tensor = torch.tensor(values, dtype=torch.float64, device=info.device)  # NCCL reduces GPU tensors only
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return tuple(tensor.tolist())
 
 
 def broadcast_object(obj: Any) -> Any:

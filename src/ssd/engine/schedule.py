@@ -36,18 +36,78 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
     return torch.optim.AdamW(groups, lr=lr)
 
 
-def lr_factor(iteration: int, cfg: TrainConfig) -> float:
-    """Multiplier of the base learning rate at ``iteration``: warm-up, then step decay or cosine."""
+def training_progress(iteration: int, cfg: TrainConfig, seconds: float = 0.0) -> float:
+    """How far through the run, 0..1: the share of ``iterations`` done or, with ``schedule_by_time``, the share
+    of ``max_minutes`` trained if that is further along."""
+    progress = iteration / cfg.iterations
+    if cfg.schedule_by_time and cfg.max_minutes:
+        progress = max(progress, seconds / (60.0 * cfg.max_minutes))
+    return min(progress, 1.0)
+
+
+def lr_factor(iteration: int, cfg: TrainConfig, seconds: float = 0.0) -> float:
+    """Multiplier of the base learning rate after ``iteration`` steps and ``seconds`` of training.
+
+    Linear warm-up over ``warmup_iters``, then: ``step`` (x ``gamma`` at each milestone iteration), ``cosine``
+    (half a cosine from 1 to 0), or ``wsd`` (warm-up, stable, decay: constant, then linear to 0 over the last
+    ``decay_fraction`` of the run). Cosine and wsd follow ``training_progress``.
+    """
+    progress = training_progress(iteration, cfg, seconds)
     if cfg.schedule == "step":
         factor = cfg.gamma ** sum(iteration >= m for m in cfg.milestones)
+    elif cfg.schedule == "cosine":
+        factor = 0.5 * (1.0 + math.cos(math.pi * progress))
     else:
-        factor = 0.5 * (1.0 + math.cos(math.pi * min(iteration, cfg.iterations) / cfg.iterations))
+        factor = min(1.0, (1.0 - progress) / cfg.decay_fraction)
     if iteration < cfg.warmup_iters:
         alpha = iteration / cfg.warmup_iters
         factor *= cfg.warmup_factor * (1 - alpha) + alpha
     return factor
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> torch.optim.lr_scheduler.LambdaLR:
-    """Stepped once per iteration."""
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: lr_factor(it, cfg))
+class LearningRateSchedule:
+    """Sets every parameter group's learning rate to its initial value x ``lr_factor``; stepped once per iteration.
+
+    Its state is the iteration and the training seconds, so a resumed run continues the schedule where it was
+    (checkpoints of LambdaLR, which held ``last_epoch``, load too).
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> None:
+        self.optimizer = optimizer
+        self.cfg = cfg
+        self.base_lrs = [group["lr"] for group in optimizer.param_groups]
+        self.iteration = 0
+        self.seconds = 0.0
+        self._apply()
+
+    def step(self, seconds: float | None = None) -> None:
+        """One more iteration done, after ``seconds`` of training in all (unchanged if None)."""
+        self.iteration += 1
+        if seconds is not None:
+            self.seconds = float(seconds)
+        self._apply()
+
+    def progress(self) -> float:
+        """How far through the run, 0..1 (``training_progress``)."""
+        return training_progress(self.iteration, self.cfg, self.seconds)
+
+    def get_last_lr(self) -> list[float]:
+        return [group["lr"] for group in self.optimizer.param_groups]
+
+    def state_dict(self) -> dict[str, float]:
+        return {"iteration": self.iteration, "seconds": self.seconds}
+
+    def load_state_dict(self, state: dict[str, float]) -> None:
+        self.iteration = int(state["iteration"] if "iteration" in state else state["last_epoch"])
+        self.seconds = float(state.get("seconds", 0.0))
+        self._apply()
+
+    def _apply(self) -> None:
+        factor = lr_factor(self.iteration, self.cfg, self.seconds)
+        for group, base_lr in zip(self.optimizer.param_groups, self.base_lrs):
+            group["lr"] = base_lr * factor
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> LearningRateSchedule:
+    """The schedule of ``cfg`` on ``optimizer``'s parameter groups."""
+    return LearningRateSchedule(optimizer, cfg)

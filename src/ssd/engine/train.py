@@ -27,7 +27,7 @@ from ..data.loader import build_loader, set_epoch
 from ..data.transforms import AugmentedDataset, EvalTransform, TrainTransform
 from ..errors import SSDError
 from ..model.ssd import SSD
-from .distributed import DistInfo, any_process, barrier, broadcast_object, cleanup, init_distributed
+from .distributed import DistInfo, any_process, barrier, broadcast_object, cleanup, init_distributed, max_over_processes
 from .evaluate import evaluate_detections, predict_dataset
 from .schedule import build_optimizer, build_scheduler
 
@@ -272,7 +272,7 @@ def _train(
     # --- the loop
     iters_per_epoch = len(train_loader)
     model.train()
-    start_time = time.perf_counter()
+    start_time = time.perf_counter() - scheduler.seconds  # training time counts on across a resume
     interrupted = stopping = False
     bar = tqdm(total=cfg.iterations, initial=iteration, disable=not (progress and dist_info.is_main), dynamic_ncols=True, desc="train")
     running: dict[str, float] = {}  # loss sums over the steps of the current logging window
@@ -300,8 +300,11 @@ def _train(
                     torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
                 scaler.step(optimizer)
                 scaler.update()
-                scheduler.step()
                 iteration += 1
+                # every process takes the same decisions (stop, learning rate), so none waits in a collective
+                # the others left: the stop request and the training time are maxima over the processes
+                stop_requested, seconds = max_over_processes(dist_info, float(stop.requested), time.perf_counter() - start_time)
+                scheduler.step(seconds)
 
                 values["total"] = values["loc"] + values["conf"]
                 for k, v in values.items():
@@ -318,13 +321,14 @@ def _train(
                             writer.add_scalar(f"train/{k}", v, iteration)
                     if writer is not None:
                         writer.add_scalar("train/lr", scheduler.get_last_lr()[0], iteration)
+                    if cfg.schedule_by_time:  # the run ends by the clock: the bar's total (and ETA) follows it
+                        bar.total = max(iteration, min(cfg.iterations, round(iteration / max(scheduler.progress(), 1e-9))))
                     bar.set_postfix(loss=f"{means['total']:.3f}", loc=f"{means['loc']:.3f}", conf=f"{means['conf']:.3f}",
                                     lr=f"{scheduler.get_last_lr()[0]:.2g}", img_s=f"{speed:.1f}")
                 bar.update(1)
 
-                out_of_time = cfg.max_minutes is not None and time.perf_counter() - start_time > cfg.max_minutes * 60
-                # every process takes the same decision, so that none waits in a collective the others left
-                signalled, out_of_time = any_process(dist_info, stop.requested, out_of_time)
+                signalled = bool(stop_requested)
+                out_of_time = cfg.max_minutes is not None and seconds > cfg.max_minutes * 60
                 if signalled or out_of_time:
                     stopping, interrupted = True, signalled
                     if out_of_time and dist_info.is_main:
