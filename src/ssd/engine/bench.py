@@ -97,10 +97,21 @@ def native_bf16() -> bool:
     return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
-def training_variants(num_classes: int, batch: int) -> dict[str, Variant]:
-    """One SGD step (forward, loss, backward, update) on ``batch`` 300x300 images with two boxes each."""
+TRAINING_VARIANTS = ("torchvision fp32", "ours fp32", "ours fp32 channels-last")
+
+
+def training_variants(num_classes: int, batch: int, names: tuple[str, ...] = TRAINING_VARIANTS) -> dict[str, Variant]:
+    """One SGD step (forward, loss, backward, update) on ``batch`` 300x300 images with two boxes each, for each of
+    ``names`` (all with torchvision's random weights); only the models named are built."""
     tv = torchvision_ssd(num_classes).train()
-    ours = from_torchvision(tv.state_dict()).train()
+    models: dict[str, torch.nn.Module] = {}
+    if "torchvision fp32" in names:
+        models["torchvision fp32"] = tv
+    if "ours fp32" in names:
+        models["ours fp32"] = from_torchvision(tv.state_dict()).train()
+    if "ours fp32 channels-last" in names:
+        models["ours fp32 channels-last"] = from_torchvision(tv.state_dict()).train().to(memory_format=torch.channels_last)
+    del tv
     generator = torch.Generator().manual_seed(0)
     images = [torch.rand(3, 300, 300, generator=generator) for _ in range(batch)]
     targets = [{"boxes": torch.tensor([[30.0, 40.0, 150.0, 200.0], [120.0, 60.0, 280.0, 170.0]]),
@@ -119,7 +130,7 @@ def training_variants(num_classes: int, batch: int) -> dict[str, Variant]:
 
         return call
 
-    return {"torchvision fp32": step(tv), "ours fp32": step(ours)}
+    return {name: step(models[name]) for name in names}
 
 
 def _peak_rss_worker(kind: str, impl: str, num_classes: int, batch: int, queue: multiprocessing.Queue) -> None:
@@ -132,7 +143,8 @@ def _peak_rss_worker(kind: str, impl: str, num_classes: int, batch: int, queue: 
         with torch.inference_mode():
             model(images)
     else:
-        variants = training_variants(num_classes, batch)
+        # both models exist in both measurements (ours is built from torchvision's weights), so they cancel out
+        variants = training_variants(num_classes, batch, names=("torchvision fp32", "ours fp32"))
         variants["torchvision fp32" if impl == "torchvision" else "ours fp32"]()
     queue.put(_peak_rss_mib())
 
