@@ -1,6 +1,7 @@
 """Predictor against the model called directly, its filters and batching; predict_sources on files, folders,
 globs and a video, with the annotated outputs, predictions.json and the COCO results file."""
 
+import copy
 import json
 import sys
 from pathlib import Path
@@ -61,10 +62,18 @@ def test_predictor_on_path_tensor_and_list_equals_the_model(model, tmp_path):
     assert from_path[0]["names"] == [CLASS_NAMES[i] for i in expected["labels"].tolist()]
 
 
-def test_checkpoint_path_loads_the_same_model(model, tmp_path):
+def test_checkpoint_path_loads_the_same_model_in_channels_last_on_cpu(model, tmp_path):
     ssd.save(model, tmp_path / "tiny.pt")
+    predictor = Predictor(tmp_path / "tiny.pt", device="cpu")
+    loaded = predictor.detector.state_dict()
+    assert all(torch.equal(loaded[k], v) for k, v in model.state_dict().items())
+    assert predictor.detector.net.backbone.features[0].weight.is_contiguous(memory_format=torch.channels_last)
     image = random_images()[1]
-    assert_same(Predictor(tmp_path / "tiny.pt", device="cpu")(image)[0], reference(model, image))
+    channels_last = copy.deepcopy(model).to(memory_format=torch.channels_last)
+    assert_same(predictor(image)[0], reference(channels_last, image))
+    plain = reference(model, image)  # the contiguous layout: the same detections to float rounding
+    assert torch.equal(predictor(image)[0]["labels"], plain["labels"])
+    torch.testing.assert_close(predictor(image)[0]["scores"], plain["scores"], rtol=0, atol=1e-5)
 
 
 def test_onnxruntime_backend_matches_the_torch_model(model, tmp_path):
