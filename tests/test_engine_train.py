@@ -95,6 +95,38 @@ def test_time_driven_schedule_decays_to_zero_by_the_time_limit(shapes_yaml, tmp_
     assert all(group["lr"] == 0.0 for group in state["optimizer"]["param_groups"])
 
 
+def test_training_time_counts_on_across_a_resume(shapes_yaml, tmp_path, monkeypatch):
+    """max_minutes sees the training time of all sessions: the resumed run's clock starts at the seconds saved in
+    last.pt (set to 50 and then 70 of the 60 allowed minutes here)."""
+    run = tiny_run(shapes_yaml, schedule="cosine", max_minutes=60, schedule_by_time=True)
+    calls = {"n": 0}
+    real_move = train_module._move_targets
+
+    def interrupt_at_third_step(targets, device):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real_move(targets, device)
+
+    monkeypatch.setattr(train_module, "_move_targets", interrupt_at_third_step)
+    stopped = train(run, project=tmp_path, name="clock", progress=False)
+    monkeypatch.setattr(train_module, "_move_targets", real_move)
+    last = stopped.run_dir / "last.pt"
+    state = torch.load(last, weights_only=False)
+    assert state["scheduler"]["iteration"] == 3 and 0 < state["scheduler"]["seconds"] < 60
+
+    state["scheduler"]["seconds"] = 50 * 60.0
+    torch.save(state, last)
+    resumed = train(run, resume=stopped.run_dir, progress=False)
+    final = torch.load(last, weights_only=False)["scheduler"]
+    assert resumed.iterations == 6 and 50 * 60 < final["seconds"] < 51 * 60
+
+    state["scheduler"]["seconds"] = 70 * 60.0  # past the limit: one step, then the stop by time
+    torch.save(state, last)
+    late = train(run, resume=stopped.run_dir, progress=False)
+    assert late.iterations == 4 and not late.interrupted
+
+
 def test_non_finite_loss_stops_with_a_message(shapes_yaml, tmp_path):
     run = tiny_run(shapes_yaml, lr=1e12, warmup_iters=0, iterations=20)
     with pytest.raises(SSDError, match=r"not finite at iteration \d+.*learning rate"):
