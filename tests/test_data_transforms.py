@@ -24,6 +24,7 @@ from ssd.data.transforms import (
     derive_seed,
     seeded,
 )
+from ssd.data.dataset import Sample
 from ssd.errors import DataError
 
 
@@ -44,7 +45,7 @@ BOXES = torch.tensor(
 )
 
 
-def painted_sample(height: int = 120, width: int = 160, crowd_label: int | None = None) -> FakeSample:
+def painted_sample(height: int = 120, width: int = 160, crowd_label: int | None = None) -> Sample:
     """Black image with each box filled in its label's colour; difficult = even label; optional crowd box."""
     boxes, labels = BOXES.clone(), torch.tensor([1, 2, 3, 4])
     iscrowd = torch.zeros(4, dtype=torch.bool)
@@ -270,7 +271,7 @@ class BadSamples:
     def __len__(self) -> int:
         return self.n
 
-    def load_sample(self, index: int) -> FakeSample:
+    def load_sample(self, index: int) -> Sample:
         if index % 2:
             raise DataError(f"img{index}.jpg", "cannot decode image")
         return painted_sample()

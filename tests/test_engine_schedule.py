@@ -5,7 +5,7 @@ import torch
 
 import ssd
 from ssd.config import TrainConfig
-from ssd.engine.schedule import build_optimizer, build_scheduler, lr_factor, training_progress
+from ssd.engine.schedule import build_optimizer, build_scheduler, expected_iterations, lr_factor, training_progress
 from ssd.errors import SSDError
 
 
@@ -45,6 +45,16 @@ def test_schedule_by_time_follows_whichever_of_iterations_and_minutes_is_further
     assert lr_factor(10, cfg, seconds=120) == pytest.approx(0.0)
     by_iterations = TrainConfig(iterations=100, schedule="cosine", warmup_iters=0, max_minutes=2)
     assert lr_factor(10, by_iterations, seconds=60) == pytest.approx(lr_factor(10, by_iterations))
+
+
+def test_expected_iterations_follow_the_clock_when_it_runs_out_first():
+    cfg = TrainConfig(iterations=1000, max_minutes=10)
+    assert expected_iterations(100, 60.0, cfg) == 1000  # 100 per minute: 1,000 fit in 10 minutes
+    assert expected_iterations(50, 60.0, cfg) == 500  # half the pace: the clock ends the run at 500
+    assert expected_iterations(100, 600.0, cfg) == 100  # out of time now
+    assert expected_iterations(100, 900.0, cfg) == 100  # never fewer than done
+    assert expected_iterations(5, 0.0, cfg) == 1000
+    assert expected_iterations(50, 60.0, TrainConfig(iterations=1000)) == 1000  # no time limit
 
 
 @pytest.mark.parametrize(

@@ -97,7 +97,7 @@ def test_time_driven_schedule_decays_to_zero_by_the_time_limit(shapes_yaml, tmp_
 
 def test_training_time_counts_on_across_a_resume(shapes_yaml, tmp_path, monkeypatch):
     """max_minutes sees the training time of all sessions: the resumed run's clock starts at the seconds saved in
-    last.pt (set to 50 and then 70 of the 60 allowed minutes here)."""
+    last.pt (set to 50 of the 60 allowed minutes here; at 70 there is nothing left to resume)."""
     run = tiny_run(shapes_yaml, schedule="cosine", max_minutes=60, schedule_by_time=True)
     calls = {"n": 0}
     real_move = train_module._move_targets
@@ -121,10 +121,10 @@ def test_training_time_counts_on_across_a_resume(shapes_yaml, tmp_path, monkeypa
     final = torch.load(last, weights_only=False)["scheduler"]
     assert resumed.iterations == 6 and 50 * 60 < final["seconds"] < 51 * 60
 
-    state["scheduler"]["seconds"] = 70 * 60.0  # past the limit: one step, then the stop by time
+    state["scheduler"]["seconds"] = 70 * 60.0  # past the limit: the run is finished, and resuming says so
     torch.save(state, last)
-    late = train(run, resume=stopped.run_dir, progress=False)
-    assert late.iterations == 4 and not late.interrupted
+    with pytest.raises(SSDError, match=r"already trained for its train.max_minutes \(60\).*--weights"):
+        train(run, resume=stopped.run_dir, progress=False)
 
 
 def test_non_finite_loss_stops_with_a_message(shapes_yaml, tmp_path):

@@ -156,8 +156,9 @@ class TrainConfig:
     skip_bad: bool = True  # skip unreadable samples with a warning instead of stopping
     weights: str | None = None  # start from a checkpoint (another dataset's: heads are re-initialised)
     backbone_weights: str | None = None  # torchvision ImageNet VGG-16 weights file
-    max_minutes: float | None = None  # stop (and save) after this much training time in all, resumed runs included
-    schedule_by_time: bool = False  # cosine/wsd progress = max(iterations done, minutes trained / max_minutes)
+    max_minutes: float | None = None  # stop (and save) after this much training time (evaluations included) in all
+    # sessions of the run; schedule_by_time: cosine/wsd progress = max(iteration / iterations, minutes / max_minutes)
+    schedule_by_time: bool = False
 
     def __post_init__(self) -> None:
         if self.optimizer not in ("sgd", "adamw"):

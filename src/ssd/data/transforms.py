@@ -182,7 +182,8 @@ class TrainTransform:
     filled with the mean colour (p=0.5), min-IoU random crop (whole image or min IoU 0.1/0.3/0.5/0.7/0.9/any;
     a box survives only if its centre lies inside the crop), horizontal flip (p=0.5), then a warp to
     ``input_size`` x ``input_size``. Boxes left narrower or shorter than a pixel after the crop or the warp are
-    dropped with their labels and difficult flags; crowd boxes are removed first. Randomness comes from torch's
+    dropped with their labels and difficult flags (an image already at the input size is neither warped nor
+    checked: its boxes are the dataset's); crowd boxes are removed first. Randomness comes from torch's
     global CPU generator: wrap the dataset in ``AugmentedDataset`` to make it a function of (seed, epoch, index).
 
     ``__call__(sample) -> (image float32 [3, S, S] in 0..1, target)`` where ``target`` holds ``boxes`` (float32

@@ -45,6 +45,15 @@ def training_progress(iteration: int, cfg: TrainConfig, seconds: float = 0.0) ->
     return min(progress, 1.0)
 
 
+def expected_iterations(iteration: int, seconds: float, cfg: TrainConfig) -> int:
+    """The iteration the run will end at: ``iterations``, or fewer if ``max_minutes`` runs out first at the pace
+    of the first ``iteration`` steps in ``seconds`` (for the progress bar's total and ETA)."""
+    if not cfg.max_minutes or seconds <= 0:
+        return cfg.iterations
+    in_time = round(iteration * 60.0 * cfg.max_minutes / seconds)
+    return max(iteration, min(cfg.iterations, in_time))
+
+
 def lr_factor(iteration: int, cfg: TrainConfig, seconds: float = 0.0) -> float:
     """Multiplier of the base learning rate after ``iteration`` steps and ``seconds`` of training.
 
@@ -75,7 +84,8 @@ class LearningRateSchedule:
     def __init__(self, optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> None:
         self.optimizer = optimizer
         self.cfg = cfg
-        self.base_lrs = [group["lr"] for group in optimizer.param_groups]
+        # each group's lr before any scheduling (torch's schedulers keep it as "initial_lr" too)
+        self.base_lrs = [group.setdefault("initial_lr", group["lr"]) for group in optimizer.param_groups]
         self.iteration = 0
         self.seconds = 0.0
         self._apply()
@@ -86,10 +96,6 @@ class LearningRateSchedule:
         if seconds is not None:
             self.seconds = float(seconds)
         self._apply()
-
-    def progress(self) -> float:
-        """How far through the run, 0..1 (``training_progress``)."""
-        return training_progress(self.iteration, self.cfg, self.seconds)
 
     def get_last_lr(self) -> list[float]:
         return [group["lr"] for group in self.optimizer.param_groups]

@@ -29,7 +29,7 @@ from ..errors import SSDError
 from ..model.ssd import SSD
 from .distributed import DistInfo, any_process, barrier, broadcast_object, cleanup, init_distributed, max_over_processes
 from .evaluate import evaluate_detections, predict_dataset
-from .schedule import build_optimizer, build_scheduler
+from .schedule import build_optimizer, build_scheduler, expected_iterations
 
 log = logging.getLogger(__name__)
 
@@ -230,6 +230,11 @@ def _train(
         history = state.get("history", history)
         best_map = state.get("best_map")
         restore_rng_state(state["rng"])
+        if cfg.max_minutes is not None and scheduler.seconds >= 60 * cfg.max_minutes:
+            raise SSDError(
+                f"{ckpt_path}: this run has already trained for its train.max_minutes ({cfg.max_minutes:g}); to train "
+                f"on, start a new run from it with --weights {ckpt_path}"
+            )
 
     writer = None
     if dist_info.is_main:
@@ -272,7 +277,8 @@ def _train(
     # --- the loop
     iters_per_epoch = len(train_loader)
     model.train()
-    start_time = time.perf_counter() - scheduler.seconds  # training time counts on across a resume
+    # training time (evaluations and checkpoints included) counts on across a resume
+    start_time = time.perf_counter() - scheduler.seconds
     interrupted = stopping = False
     bar = tqdm(total=cfg.iterations, initial=iteration, disable=not (progress and dist_info.is_main), dynamic_ncols=True, desc="train")
     running: dict[str, float] = {}  # loss sums over the steps of the current logging window
@@ -321,8 +327,7 @@ def _train(
                             writer.add_scalar(f"train/{k}", v, iteration)
                     if writer is not None:
                         writer.add_scalar("train/lr", scheduler.get_last_lr()[0], iteration)
-                    if cfg.schedule_by_time:  # the run ends by the clock: the bar's total (and ETA) follows it
-                        bar.total = max(iteration, min(cfg.iterations, round(iteration / max(scheduler.progress(), 1e-9))))
+                    bar.total = expected_iterations(iteration, scheduler.seconds, cfg)  # the ETA follows the clock
                     bar.set_postfix(loss=f"{means['total']:.3f}", loc=f"{means['loc']:.3f}", conf=f"{means['conf']:.3f}",
                                     lr=f"{scheduler.get_last_lr()[0]:.2g}", img_s=f"{speed:.1f}")
                 bar.update(1)
