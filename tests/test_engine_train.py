@@ -3,6 +3,8 @@
 import os
 import signal
 import socket
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -174,3 +176,29 @@ def test_two_gloo_processes_equal_one_process_on_the_same_global_batch(shapes_ya
         torch.testing.assert_close(b[key], a[key], rtol=1e-4, atol=1e-5, msg=key)
     # and the weights did move, by far more than the tolerance
     assert (a["net.head.conf.0.weight"] - initial["net.head.conf.0.weight"]).abs().max() > 1e-3
+
+
+def _timed_ddp_worker(rank: int, world_size: int, port: int, data: str, project: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    run = tiny_run(data, iterations=100_000, batch_size=8, base_batch_size=8, schedule="wsd", max_minutes=0.03,
+                   schedule_by_time=True)  # fmt: skip
+    result = train(run, project=project, name="timed_ddp", device="cpu", progress=False)
+    (Path(project) / f"rank{rank}.txt").write_text(str(result.iterations))
+
+
+def test_gloo_processes_agree_on_the_clock_of_a_time_driven_run(shapes_yaml, tmp_path):
+    """Each process's clock differs; the training time is a maximum over processes, so they stop at the same
+    iteration (a disagreement would leave one waiting in an all-reduce: the join below would time out)."""
+    context = mp.spawn(_timed_ddp_worker, args=(2, _free_port(), shapes_yaml, str(tmp_path)), nprocs=2, join=False)
+    deadline = time.monotonic() + 240
+    while not context.join(timeout=5):
+        if time.monotonic() > deadline:
+            for process in context.processes:
+                process.kill()
+            pytest.fail("the processes did not finish together")
+    stops = {(tmp_path / f"rank{r}.txt").read_text() for r in range(2)}
+    assert len(stops) == 1 and 1 <= int(stops.pop()) < 100_000
+    state = torch.load(tmp_path / "timed_ddp" / "last.pt", weights_only=False)
+    assert state["scheduler"]["seconds"] > 0.03 * 60
+    assert all(group["lr"] == 0.0 for group in state["optimizer"]["param_groups"])
