@@ -62,20 +62,26 @@ def test_run_folder_holds_checkpoints_metrics_and_plots(shapes_yaml, tmp_path):
         train(run, project=tmp_path, name="r", progress=False)
 
 
+def interrupt_at_step(monkeypatch: pytest.MonkeyPatch, step: int):
+    """Send this process SIGINT (Ctrl-C) during training step ``step``; returns the real function to restore."""
+    calls = {"n": 0}
+    real_move = train_module._move_targets
+
+    def interrupting(targets, device):
+        calls["n"] += 1
+        if calls["n"] == step:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real_move(targets, device)
+
+    monkeypatch.setattr(train_module, "_move_targets", interrupting)
+    return real_move
+
+
 def test_interrupted_and_resumed_run_equals_uninterrupted(shapes_yaml, tmp_path, monkeypatch):
     straight = train(tiny_run(shapes_yaml), project=tmp_path, name="straight", progress=False)
     expected = torch.load(straight.run_dir / "last.pt", weights_only=True)["model"]
 
-    calls = {"n": 0}
-    real_move = train_module._move_targets
-
-    def interrupt_at_third_step(targets, device):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C during step 3: last.pt is written after it
-        return real_move(targets, device)
-
-    monkeypatch.setattr(train_module, "_move_targets", interrupt_at_third_step)
+    real_move = interrupt_at_step(monkeypatch, 3)  # Ctrl-C during step 3: last.pt is written after it
     stopped = train(tiny_run(shapes_yaml), project=tmp_path, name="resumed", progress=False)
     assert stopped.interrupted and stopped.iterations == 3
     monkeypatch.setattr(train_module, "_move_targets", real_move)
@@ -101,16 +107,7 @@ def test_training_time_counts_on_across_a_resume(shapes_yaml, tmp_path, monkeypa
     """max_minutes sees the training time of all sessions: the resumed run's clock starts at the seconds saved in
     last.pt (set to 50 of the 60 allowed minutes here; at 70 there is nothing left to resume)."""
     run = tiny_run(shapes_yaml, schedule="cosine", max_minutes=60, schedule_by_time=True)
-    calls = {"n": 0}
-    real_move = train_module._move_targets
-
-    def interrupt_at_third_step(targets, device):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            os.kill(os.getpid(), signal.SIGINT)
-        return real_move(targets, device)
-
-    monkeypatch.setattr(train_module, "_move_targets", interrupt_at_third_step)
+    real_move = interrupt_at_step(monkeypatch, 3)  # Ctrl-C during step 3: last.pt is written after it
     stopped = train(run, project=tmp_path, name="clock", progress=False)
     monkeypatch.setattr(train_module, "_move_targets", real_move)
     last = stopped.run_dir / "last.pt"
