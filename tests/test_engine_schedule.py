@@ -5,7 +5,9 @@ import torch
 
 import ssd
 from ssd.config import TrainConfig
-from ssd.engine.schedule import build_optimizer, build_scheduler, expected_iterations, lr_factor, training_progress
+from ssd.engine.schedule import (
+    build_optimizer, build_scheduler, expected_iterations, lr_factor, out_of_time, training_progress,
+)
 from ssd.errors import SSDError
 
 
@@ -55,6 +57,12 @@ def test_expected_iterations_follow_the_clock_when_it_runs_out_first():
     assert expected_iterations(100, 900.0, cfg) == 100  # never fewer than done
     assert expected_iterations(5, 0.0, cfg) == 1000
     assert expected_iterations(50, 60.0, TrainConfig(iterations=1000)) == 1000  # no time limit
+
+
+def test_out_of_time_once_max_minutes_are_used_up():
+    assert not out_of_time(59.9, TrainConfig(max_minutes=1))
+    assert out_of_time(60.0, TrainConfig(max_minutes=1))
+    assert not out_of_time(1e9, TrainConfig())  # no limit
 
 
 @pytest.mark.parametrize(

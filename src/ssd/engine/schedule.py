@@ -45,6 +45,11 @@ def training_progress(iteration: int, cfg: TrainConfig, seconds: float = 0.0) ->
     return min(progress, 1.0)
 
 
+def out_of_time(seconds: float, cfg: TrainConfig) -> bool:
+    """Whether a run with ``seconds`` of training in all has used up its ``max_minutes`` (never without one)."""
+    return cfg.max_minutes is not None and seconds >= 60.0 * cfg.max_minutes
+
+
 def expected_iterations(iteration: int, seconds: float, cfg: TrainConfig) -> int:
     """The iteration the run will end at: ``iterations``, or fewer if ``max_minutes`` runs out first at the pace
     of the first ``iteration`` steps in ``seconds`` (for the progress bar's total and ETA)."""

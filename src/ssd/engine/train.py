@@ -29,7 +29,7 @@ from ..errors import SSDError
 from ..model.ssd import SSD
 from .distributed import DistInfo, any_process, barrier, broadcast_object, cleanup, init_distributed, max_over_processes
 from .evaluate import evaluate_detections, predict_dataset
-from .schedule import build_optimizer, build_scheduler, expected_iterations
+from .schedule import build_optimizer, build_scheduler, expected_iterations, out_of_time
 
 log = logging.getLogger(__name__)
 
@@ -230,7 +230,7 @@ def _train(
         history = state.get("history", history)
         best_map = state.get("best_map")
         restore_rng_state(state["rng"])
-        if cfg.max_minutes is not None and scheduler.seconds >= 60 * cfg.max_minutes:
+        if out_of_time(scheduler.seconds, cfg):
             raise SSDError(
                 f"{ckpt_path}: this run has already trained for its train.max_minutes ({cfg.max_minutes:g}); to train "
                 f"on, start a new run from it with --weights {ckpt_path}"
@@ -332,11 +332,10 @@ def _train(
                                     lr=f"{scheduler.get_last_lr()[0]:.2g}", img_s=f"{speed:.1f}")
                 bar.update(1)
 
-                signalled = bool(stop_requested)
-                out_of_time = cfg.max_minutes is not None and seconds > cfg.max_minutes * 60
-                if signalled or out_of_time:
+                signalled, time_is_up = stop_requested > 0, out_of_time(seconds, cfg)
+                if signalled or time_is_up:
                     stopping, interrupted = True, signalled
-                    if out_of_time and dist_info.is_main:
+                    if time_is_up and dist_info.is_main:
                         tqdm.write(f"stopping after {cfg.max_minutes} minutes (train.max_minutes) at iteration {iteration}")
                     break
                 if cfg.eval_interval and iteration % cfg.eval_interval == 0 and iteration < cfg.iterations:
