@@ -29,6 +29,7 @@ from ..errors import SSDError
 from ..model.ssd import SSD
 from .distributed import DistInfo, any_process, barrier, broadcast_object, cleanup, init_distributed, max_over_processes
 from .evaluate import evaluate_detections, predict_dataset
+from .memory import keep_freed_memory
 from .schedule import build_optimizer, build_scheduler, expected_iterations, out_of_time
 
 log = logging.getLogger(__name__)
@@ -145,6 +146,7 @@ def train(
     progress: bool = True,
 ) -> TrainResult:
     """Train the run config's model on its dataset; writes the run folder; returns where and how it ended."""
+    keep_freed_memory()
     dist_info = init_distributed(device)
     try:
         return _train(run, dist_info, Path(project), name, exist_ok, resume, progress)
