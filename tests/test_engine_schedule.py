@@ -1,3 +1,4 @@
+import copy
 import math
 
 import pytest
@@ -111,6 +112,31 @@ def test_parameter_groups_follow_the_original():
     assert biases["lr"] == pytest.approx(2e-3) and biases["weight_decay"] == 0
     total = sum(len(g["params"]) for g in opt.param_groups)
     assert total == len(list(model.parameters()))
+    assert opt.defaults["fused"]  # the CPU has fused kernels
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_fused_update_equals_the_reference_update(optimizer):
+    """The fused kernel changes the speed, not the step: same weights as PyTorch's for-loop update."""
+    cfg = TrainConfig(optimizer=optimizer, lr=0.1, weight_decay=0.01, bias_lr_factor=2.0)
+    torch.manual_seed(0)
+    fused_model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.LayerNorm(3))
+    reference_model = copy.deepcopy(fused_model)
+    fused = build_optimizer(fused_model, cfg)
+    reference = type(fused)(reference_model.parameters(), lr=0.1)  # replaced by the same groups below
+    reference.param_groups.clear()
+    for group, params in zip(fused.param_groups, ([reference_model[0].weight], [reference_model[1].weight],
+                                                  [reference_model[0].bias, reference_model[1].bias])):
+        reference.add_param_group({**{k: v for k, v in group.items() if k != "params"}, "params": params,
+                                   "fused": None, "foreach": False})
+    for _ in range(3):
+        x = torch.randn(8, 4)
+        for model, opt in ((fused_model, fused), (reference_model, reference)):
+            opt.zero_grad()
+            model(x).square().sum().backward()
+            opt.step()
+    for got, expected in zip(fused_model.parameters(), reference_model.parameters()):
+        torch.testing.assert_close(got, expected)
 
 
 def test_scheduler_steps_per_iteration():
