@@ -7,18 +7,18 @@ import sys
 
 # glibc's mallopt parameters (malloc.h)
 _M_TRIM_THRESHOLD = -1
-_M_MMAP_THRESHOLD = -3
-MMAP_THRESHOLD_BYTES = 32 << 20  # the most glibc allows; blocks up to this size come from the heap
+_M_MMAP_MAX = -4
 TRIM_THRESHOLD_BYTES = 1 << 30  # free memory kept at the top of the heap before any is returned
 
 
 def keep_freed_memory() -> bool:
     """Tell glibc's malloc to reuse freed memory for the next step's tensors; return whether it was applied.
 
-    By default glibc maps large blocks afresh and returns freed ones to the OS, so every CPU training step
-    page-faults its activations in again: on the shapes preset about 12,000 faults and 45 ms of kernel time per
-    step (a fifth of the step), and the step grew slower as the heap fragmented. Process-wide; a no-op outside
-    Linux glibc.
+    By default glibc maps every large block afresh and unmaps it when freed, so each CPU step page-faults its
+    activations in again: the shapes preset's training step spent about 45 ms of its 200 in the kernel (12,000
+    faults), SSD300's batch-8 training step 4.6 s of 15 (1.2 million faults). Here every block comes from the heap
+    (no mmap) and up to 1 GiB of freed memory stays there: the SSD300 step took 11.7 s, batch-8 inference 3.5 s
+    instead of 4.2. Process-wide (called by training, evaluation and prediction); a no-op outside Linux glibc.
     """
     if not sys.platform.startswith("linux"):
         return False
@@ -28,4 +28,5 @@ def keep_freed_memory() -> bool:
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
-    return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)) and bool(mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES))
+    # a block that the heap cannot hold (another thread's arena is capped at 64 MiB) is retried in the main heap
+    return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES))
