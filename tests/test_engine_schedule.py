@@ -7,7 +7,8 @@ import torch
 import ssd
 from ssd.config import TrainConfig
 from ssd.engine.schedule import (
-    build_optimizer, build_scheduler, expected_iterations, lr_factor, out_of_time, training_progress,
+    build_optimizer, build_scheduler, expected_iterations, load_optimizer_state, lr_factor, out_of_time,
+    training_progress,
 )
 from ssd.errors import SSDError
 
@@ -150,3 +151,27 @@ def test_scheduler_steps_per_iteration():
         opt.step()
         sched.step()
     assert lrs == pytest.approx([0.1] * 5 + [0.01])
+
+
+def test_resuming_from_a_checkpoint_without_fused_kernels_keeps_them():
+    """A state saved by the for-loop AdamW (checkpoints older than the fused kernels) must not switch the optimizer
+    back: GradScaler would then hand the fused-only arguments to the for-loop update, which fails."""
+    cfg = TrainConfig(optimizer="adamw", lr=0.01)
+    old_model = torch.nn.Sequential(torch.nn.Linear(3, 2))
+    old = torch.optim.AdamW(  # build_optimizer's groups: weights, norm parameters (none here), biases
+        [{"params": [old_model[0].weight], "weight_decay": 0.0005}, {"params": [], "weight_decay": 0.0},
+         {"params": [old_model[0].bias], "weight_decay": 0.0}], lr=0.01, foreach=False,
+    )
+    old_model(torch.randn(4, 3)).sum().backward()
+    old.step()
+    model = torch.nn.Sequential(torch.nn.Linear(3, 2))
+    opt = build_optimizer(model, cfg)
+    load_optimizer_state(opt, old.state_dict())
+    assert all(group["fused"] for group in opt.param_groups)
+    torch.testing.assert_close(opt.state[model[0].weight]["exp_avg"], old.state[old_model[0].weight]["exp_avg"])
+    scaler = torch.amp.GradScaler("cpu")
+    before = model[0].weight.detach().clone()
+    scaler.scale(model(torch.randn(4, 3)).sum()).backward()
+    scaler.step(opt)
+    scaler.update()
+    assert not torch.equal(model[0].weight, before)

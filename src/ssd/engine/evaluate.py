@@ -193,9 +193,7 @@ def run_evaluation(
     from ..errors import SSDError
     from ..metrics import METRICS
     from .distributed import select_device
-    from .memory import keep_freed_memory
 
-    keep_freed_memory()
     unknown = [m for m in metrics if m not in METRICS]
     if unknown or not metrics:
         raise SSDError(f"unknown metric(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(METRICS)}")

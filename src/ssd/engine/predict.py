@@ -25,7 +25,6 @@ from ..model.ssd import SSD
 from ..viz import draw_detections, save_image
 from .distributed import select_device
 from .evaluate import class_names_or_default, load_detector, with_precision
-from .memory import keep_freed_memory
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv")
@@ -204,7 +203,6 @@ def predict_sources(
     image or any video. Returns the counts (images, videos, frames, detections) and the paths written.
     A name met twice (same file name in two folders) gets a suffix: ``a.jpg``, ``a_1.jpg``.
     """
-    keep_freed_memory()
     items = expand_sources(sources)
     images = [p for p, kind in items if kind == "image"]
     videos = [p for p, kind in items if kind == "video"]

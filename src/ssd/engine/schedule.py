@@ -9,7 +9,8 @@ from torch import nn
 
 from ..config import TrainConfig
 
-FUSED_DEVICES = {"cpu", "cuda"}  # where PyTorch has fused SGD and AdamW kernels
+FUSED_DEVICES = {"cpu", "cuda"}  # where we use PyTorch's fused SGD and AdamW kernels (others have some too, untried)
+IMPLEMENTATION_KEYS = ("fused", "foreach")
 
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -39,6 +40,21 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum, fused=fused)
     return torch.optim.AdamW(groups, lr=lr, fused=fused)
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, saved: dict) -> None:
+    """Load a saved optimizer state but keep this optimizer's implementation (fused or not).
+
+    ``load_state_dict`` would take ``fused`` from a checkpoint written before the fused kernels (or on another
+    device), while GradScaler goes by the flag set at construction and would pass fused-only arguments to the
+    for-loop update, which fails.
+    """
+    groups = [
+        {**group, **{key: optimizer.param_groups[i].get(key) for key in IMPLEMENTATION_KEYS}}
+        if i < len(optimizer.param_groups) else group
+        for i, group in enumerate(saved["param_groups"])
+    ]
+    optimizer.load_state_dict({**saved, "param_groups": groups})
 
 
 def training_progress(iteration: int, cfg: TrainConfig, seconds: float = 0.0) -> float:

@@ -29,8 +29,7 @@ from ..errors import SSDError
 from ..model.ssd import SSD
 from .distributed import DistInfo, any_process, barrier, broadcast_object, cleanup, init_distributed, max_over_processes
 from .evaluate import evaluate_detections, predict_dataset
-from .memory import keep_freed_memory
-from .schedule import build_optimizer, build_scheduler, expected_iterations, out_of_time
+from .schedule import build_optimizer, build_scheduler, expected_iterations, load_optimizer_state, out_of_time
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +145,6 @@ def train(
     progress: bool = True,
 ) -> TrainResult:
     """Train the run config's model on its dataset; writes the run folder; returns where and how it ended."""
-    keep_freed_memory()
     dist_info = init_distributed(device)
     try:
         return _train(run, dist_info, Path(project), name, exist_ok, resume, progress)
@@ -224,7 +222,7 @@ def _train(
     best_map: float | None = None
     if state is not None:
         model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        load_optimizer_state(optimizer, state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         if state["scaler"]:  # empty when the saved run had no fp16 loss scaling
             scaler.load_state_dict(state["scaler"])

@@ -42,6 +42,7 @@ class _ChannelsLastBatchNorm(torch.autograd.Function):
         return y, mean, var
 
     @staticmethod
+    @torch.autograd.function.once_differentiable
     def backward(ctx: Any, grad_y: Tensor, *_: Tensor) -> tuple[Tensor, Tensor, Tensor, None]:
         centred, inv_std, weight = ctx.saved_tensors
         grad_rows = _rows(grad_y.contiguous(memory_format=torch.channels_last))
@@ -85,6 +86,7 @@ class BatchNorm2d(nn.BatchNorm2d):
             and self.num_features < FEW_CHANNELS
             and x.device.type == "cpu"
             and x.dtype == torch.float32
+            and not torch.is_autocast_enabled("cpu")
             and x.dim() == 4
             and x.numel() > x.shape[1]  # one value per channel: let PyTorch raise its error
             and x.is_contiguous(memory_format=torch.channels_last)
