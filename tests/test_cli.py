@@ -106,3 +106,19 @@ def test_check_data_exit_status(dataset_and_model, capsys):
 def test_resume_refuses_changes(tmp_path, capsys):
     assert main(["train", "--resume", str(tmp_path), "train.iterations=10"]) == 2
     assert "--resume continues a run exactly" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("argv", "called"), [
+    (["train", "--config", "missing.yaml"], True),
+    (["eval", "--weights", "missing.pt", "--data", "missing.yaml"], True),
+    (["predict", "--weights", "missing.pt", "missing.jpg"], True),
+    (["check-data", "missing.yaml"], False),  # runs no model
+])
+def test_commands_that_run_models_keep_freed_memory(argv, called, monkeypatch, tmp_path):
+    from ssd.engine import memory
+
+    calls = []
+    monkeypatch.setattr(memory, "keep_freed_memory", lambda: calls.append(1) or True)
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) != 0  # every file is missing: an error, after the allocator set-up
+    assert bool(calls) == called
