@@ -67,10 +67,9 @@ class BatchNorm2d(nn.BatchNorm2d):
     def forward(self, x: Tensor) -> Tensor:
         if not self._use_row_kernel(x):
             return super().forward(x)
-        momentum = 0.0 if self.momentum is None else self.momentum
         self.num_batches_tracked.add_(1)
-        if self.momentum is None:  # a cumulative moving average, as nn.BatchNorm2d
-            momentum = 1.0 / float(self.num_batches_tracked)
+        # momentum None: a cumulative moving average, as nn.BatchNorm2d
+        momentum = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
         y, mean, var = _ChannelsLastBatchNorm.apply(x, self.weight, self.bias, self.eps)
         count = x.numel() // x.shape[1]
         with torch.no_grad():
