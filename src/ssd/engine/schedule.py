@@ -49,11 +49,9 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, saved: dict) -> None:
     device), while GradScaler goes by the flag set at construction and would pass fused-only arguments to the
     for-loop update, which fails.
     """
-    groups = [
-        {**group, **{key: optimizer.param_groups[i].get(key) for key in IMPLEMENTATION_KEYS}}
-        if i < len(optimizer.param_groups) else group
-        for i, group in enumerate(saved["param_groups"])
-    ]
+    groups = [dict(group) for group in saved["param_groups"]]
+    for group, current in zip(groups, optimizer.param_groups):  # a count mismatch is load_state_dict's to report
+        group.update({key: current.get(key) for key in IMPLEMENTATION_KEYS})
     optimizer.load_state_dict({**saved, "param_groups": groups})
 
 
