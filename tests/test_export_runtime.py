@@ -81,6 +81,9 @@ def test_int8_raw_outputs_are_close_to_fp32(files, tmp_path):
     int8_model = onnx.load(str(int8_path))
     ops = [node.op_type for node in int8_model.graph.node]
     assert "QuantizeLinear" in ops and "DequantizeLinear" in ops
+    assert "Relu" not in ops  # folded into the convolutions' output ranges, so ONNX Runtime fuses them
+    fp32_relus = [node for node in onnx.load(str(files["raw"])).graph.node if node.op_type == "Relu"]
+    assert fp32_relus  # the model has ReLUs to fold
     assert read_export_info(int8_path).config == read_export_info(files["raw"]).config  # metadata kept
 
     x = torch.rand(2, 3, 128, 128).numpy()

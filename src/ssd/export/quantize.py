@@ -1,7 +1,7 @@
 """Int8 post-training quantization of an exported SSD with ONNX Runtime (static, QDQ format).
 
-Only the convolutions (and the max-pools between them) are quantized; L2Norm, the head reshapes and the whole
-post-processing stay in float, so decoding and NMS are those of the fp32 file. This works on detection and
+Only the convolutions, their ReLUs and the max-pools between them are quantized; L2Norm, the head reshapes and
+the whole post-processing stay in float, so decoding and NMS are those of the fp32 file. This works on detection and
 raw exports alike; either keeps its metadata, so ``OnnxRuntimeDetector`` runs the int8 file as it is.
 """
 
@@ -23,7 +23,10 @@ from .onnx import INPUT_NAME, read_export_info, to_numpy_images, warp_batch
 
 log = logging.getLogger(__name__)
 
-QUANTIZED_OPS = ["Conv", "MaxPool"]
+# With "Relu" listed, the quantizer drops each ReLU and gives its convolution the ReLU's output range (zero point
+# 0, so uint8 clamps the negatives exactly): one fused QLinearConv instead of Conv -> Q -> DQ -> Relu -> Q, about 5%
+# faster at SSD300 batch 1, and the finer output scale lost 0.0 instead of 0.5 VOC07 points on the shapes demo.
+QUANTIZED_OPS = ["Conv", "Relu", "MaxPool"]
 SYNTHETIC_CALIBRATION_IMAGES = 8
 
 
