@@ -6,9 +6,21 @@ from ssd.engine.bench import _rows, interleaved
 def test_interleaved_runs_variants_round_robin_after_warmup():
     calls = []
     variants = {"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}
-    times = interleaved(variants, rounds=3, warmup=1)
+    times = interleaved(variants, rounds=3, warmup=1, pause=0)
     assert calls == ["a", "b"] * 4  # warm-up round, then 3 measured rounds, alternating
     assert {k: len(v) for k, v in times.items()} == {"a": 3, "b": 3}
+
+
+def test_interleaved_pauses_before_each_call_without_timing_the_pause():
+    import time
+
+    starts = []
+    variants = {"a": lambda: starts.append(time.perf_counter()), "b": lambda: starts.append(time.perf_counter())}
+    begin = time.perf_counter()
+    times = interleaved(variants, rounds=2, warmup=0, pause=0.05)
+    gaps = [later - earlier for earlier, later in zip([begin, *starts], starts)]
+    assert all(gap >= 0.05 for gap in gaps)  # the cores were left idle before every call
+    assert max(max(v) for v in times.values()) < 0.01  # but the pause is not part of any call's time
 
 
 def test_rows_give_per_image_times_and_ratios_to_the_reference():
