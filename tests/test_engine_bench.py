@@ -20,7 +20,7 @@ def test_interleaved_pauses_before_each_call_without_timing_the_pause():
     times = interleaved(variants, rounds=2, warmup=0, pause=0.05)
     gaps = [later - earlier for earlier, later in zip([begin, *starts], starts)]
     assert all(gap >= 0.05 for gap in gaps)  # the cores were left idle before every call
-    assert max(max(v) for v in times.values()) < 0.01  # but the pause is not part of any call's time
+    assert max(max(v) for v in times.values()) < 0.05  # but no call's time includes its pause
 
 
 def test_rows_give_per_image_times_and_ratios_to_the_reference():
