@@ -29,8 +29,12 @@ def make_split(
         gt_boxes = torch.cat([xy, xy + wh], dim=1)
         gt_labels = torch.randint(1, num_classes, (n_gt,), generator=g)
         targets.append(
-            {"boxes": gt_boxes, "labels": gt_labels, "difficult": torch.rand(n_gt, generator=g) < 0.1,
-             "iscrowd": torch.zeros(n_gt, dtype=torch.bool)}  # fmt: skip
+            {
+                "boxes": gt_boxes,
+                "labels": gt_labels,
+                "difficult": torch.rand(n_gt, generator=g) < 0.1,
+                "iscrowd": torch.zeros(n_gt, dtype=torch.bool),
+            }  # fmt: skip
         )
         n_near = dets_per_image // 2
         source = torch.randint(0, n_gt, (n_near,), generator=g)
@@ -41,8 +45,11 @@ def make_split(
         far_xy = torch.rand(n_far, 2, generator=g) * torch.tensor([400.0, 300.0])
         far = torch.cat([far_xy, far_xy + 8 + torch.rand(n_far, 2, generator=g) * 150], dim=1)
         detections.append(
-            {"boxes": torch.cat([near, far]), "scores": torch.rand(dets_per_image, generator=g),
-             "labels": torch.cat([near_labels, torch.randint(1, num_classes, (n_far,), generator=g)])}  # fmt: skip
+            {
+                "boxes": torch.cat([near, far]),
+                "scores": torch.rand(dets_per_image, generator=g),
+                "labels": torch.cat([near_labels, torch.randint(1, num_classes, (n_far,), generator=g)]),
+            }  # fmt: skip
         )
     return detections, targets
 

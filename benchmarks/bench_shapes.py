@@ -1,6 +1,6 @@
 """Time the generation of the synthetic shapes dataset (the demo's first step); prints medians (not a test).
 
-    python benchmarks/bench_shapes.py --images 2000 --repeats 3
+python benchmarks/bench_shapes.py --images 2000 --repeats 3
 """
 
 import argparse
@@ -22,11 +22,15 @@ def main() -> None:
     for _ in range(args.repeats):
         with tempfile.TemporaryDirectory() as root:
             start = time.perf_counter()
-            generate_shapes(root, num_train=args.images, num_val=0, num_test=0, image_size=args.size, num_workers=args.workers)
+            generate_shapes(
+                root, num_train=args.images, num_val=0, num_test=0, image_size=args.size, num_workers=args.workers
+            )
             seconds.append(time.perf_counter() - start)
     median = statistics.median(seconds)
-    print(f"| images | size | median seconds | images/s |\n|---|---|---|---|\n"
-          f"| {args.images} | {args.size} | {median:.2f} | {args.images / median:.0f} |")
+    print(
+        f"| images | size | median seconds | images/s |\n|---|---|---|---|\n"
+        f"| {args.images} | {args.size} | {median:.2f} | {args.images / median:.0f} |"
+    )
 
 
 if __name__ == "__main__":

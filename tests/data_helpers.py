@@ -54,8 +54,15 @@ def write_voc(root: Path, images: list[TinyImage] = TINY_IMAGES, year: str = "VO
     folder = root / year
     for k, img in enumerate(images):
         write_jpeg_file(folder / "JPEGImages" / f"{img.name}.jpg", img.height, img.width, seed=k)
-        write_voc_annotation(folder / "Annotations" / f"{img.name}.xml", f"{img.name}.jpg", img.height, img.width,
-                             img.boxes, [TINY_CLASSES[label - 1] for label in img.labels], img.difficult or None)
+        write_voc_annotation(
+            folder / "Annotations" / f"{img.name}.xml",
+            f"{img.name}.jpg",
+            img.height,
+            img.width,
+            img.boxes,
+            [TINY_CLASSES[label - 1] for label in img.labels],
+            img.difficult or None,
+        )
     split_file = folder / "ImageSets" / "Main" / f"{split}.txt"
     split_file.parent.mkdir(parents=True, exist_ok=True)
     split_file.write_text("".join(f"{img.name}\n" for img in images))
@@ -69,8 +76,15 @@ def coco_dict(images: list[TinyImage] = TINY_IMAGES) -> dict:
     for img in images:
         for box, label in zip(img.boxes, img.labels):
             x1, y1, x2, y2 = box
-            annotations.append({"id": len(annotations) + 1, "image_id": img.coco_id, "iscrowd": 0,
-                                "category_id": COCO_CATEGORY_IDS[label - 1], "bbox": [x1, y1, x2 - x1, y2 - y1]})
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": img.coco_id,
+                    "iscrowd": 0,
+                    "category_id": COCO_CATEGORY_IDS[label - 1],
+                    "bbox": [x1, y1, x2 - x1, y2 - y1],
+                }
+            )
     return {
         "images": [
             {"id": i.coco_id, "file_name": f"{i.name}.jpg", "height": i.height, "width": i.width} for i in images
@@ -86,8 +100,10 @@ def write_coco(root: Path, images: list[TinyImage] = TINY_IMAGES, data: dict | N
         write_jpeg_file(root / "train" / f"{img.name}.jpg", img.height, img.width, seed=k)
     (root / "annotations").mkdir(parents=True, exist_ok=True)
     (root / "annotations" / "train.json").write_text(json.dumps(coco_dict(images) if data is None else data))
-    return write_yaml(root / "data.yaml", {"format": "coco", "path": ".",
-                                           "train": {"images": "train", "annotations": "annotations/train.json"}})
+    return write_yaml(
+        root / "data.yaml",
+        {"format": "coco", "path": ".", "train": {"images": "train", "annotations": "annotations/train.json"}},
+    )
 
 
 def write_yolo(root: Path, images: list[TinyImage] = TINY_IMAGES) -> Path:
@@ -103,8 +119,10 @@ def write_yolo(root: Path, images: list[TinyImage] = TINY_IMAGES) -> Path:
         label_file = root / "labels" / "train" / f"{img.name}.txt"
         label_file.parent.mkdir(parents=True, exist_ok=True)
         label_file.write_text("".join(lines))
-    return write_yaml(root / "data.yaml", {"format": "yolo", "path": ".", "names": dict(enumerate(TINY_CLASSES)),
-                                           "train": "images/train"})
+    return write_yaml(
+        root / "data.yaml",
+        {"format": "yolo", "path": ".", "names": dict(enumerate(TINY_CLASSES)), "train": "images/train"},
+    )
 
 
 def make_sample(image, boxes, labels, difficult, iscrowd, image_id=0, path="sample.png"):

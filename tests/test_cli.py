@@ -3,7 +3,6 @@
 import json
 
 import pytest
-import torch
 
 import ssd
 from ssd.cli import build_parser, main
@@ -80,7 +79,10 @@ def test_predict_on_a_folder(dataset_and_model, tmp_path):
     data, weights, root = dataset_and_model
     images = root / "shapes" / "SHAPES" / "JPEGImages"
     out = tmp_path / "pred"
-    assert main(["predict", str(images), "--weights", str(weights), "--out", str(out), "--max-det", "3", "--no-progress"]) == 0
+    assert (
+        main(["predict", str(images), "--weights", str(weights), "--out", str(out), "--max-det", "3", "--no-progress"])
+        == 0
+    )
     entries = json.loads((out / "predictions.json").read_text())
     assert len(entries) == 10 and all(len(e["scores"]) <= 3 for e in entries)
     assert len(list(out.glob("*.jpg"))) == 10
@@ -108,12 +110,15 @@ def test_resume_refuses_changes(tmp_path, capsys):
     assert "--resume continues a run exactly" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize(("argv", "called"), [
-    (["train", "--config", "missing.yaml"], True),
-    (["eval", "--weights", "missing.pt", "--data", "missing.yaml"], True),
-    (["predict", "--weights", "missing.pt", "missing.jpg"], True),
-    (["check-data", "missing.yaml"], False),  # runs no model
-])
+@pytest.mark.parametrize(
+    ("argv", "called"),
+    [
+        (["train", "--config", "missing.yaml"], True),
+        (["eval", "--weights", "missing.pt", "--data", "missing.yaml"], True),
+        (["predict", "--weights", "missing.pt", "missing.jpg"], True),
+        (["check-data", "missing.yaml"], False),  # runs no model
+    ],
+)
 def test_commands_that_run_models_keep_freed_memory(argv, called, monkeypatch, tmp_path):
     from ssd.engine import memory
 

@@ -31,7 +31,9 @@ def test_dict_round_trip():
 
 def test_sizes_and_scales_are_two_spellings_of_the_same_boxes():
     by_pixels = ModelConfig().prior_sizes()
-    by_scales = ModelConfig(min_sizes=None, max_sizes=None, scales=[0.1, 0.2, 0.37, 0.54, 0.71, 0.88, 1.05]).prior_sizes()
+    by_scales = ModelConfig(
+        min_sizes=None, max_sizes=None, scales=[0.1, 0.2, 0.37, 0.54, 0.71, 0.88, 1.05]
+    ).prior_sizes()
     assert by_pixels[0] == pytest.approx(by_scales[0]) and by_pixels[1] == pytest.approx(by_scales[1])
 
 
@@ -62,7 +64,11 @@ def test_shipped_configs_load_by_name():
 
 @pytest.mark.parametrize(
     "key, value, message",
-    [("eval_metric", "voc2007", "eval_metric"), ("checkpoint_interval", 0, "checkpoint_interval"), ("workers", -1, "workers")],
+    [
+        ("eval_metric", "voc2007", "eval_metric"),
+        ("checkpoint_interval", 0, "checkpoint_interval"),
+        ("workers", -1, "workers"),
+    ],
 )
 def test_train_config_rejects_values_that_would_fail_later(key, value, message):
     from ssd.config import TrainConfig

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from data_helpers import TINY_CLASSES, write_voc
 
+from data_helpers import TINY_CLASSES, write_voc
 from ssd.data import load_data_config
 from ssd.data.check import PriorLayout, check_dataset, format_report, prior_coverage, run_check_data
 from ssd.model.priors import generate_priors

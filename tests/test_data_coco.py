@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from data_helpers import TINY_CLASSES, TINY_IMAGES, coco_dict, write_coco
 
+from data_helpers import TINY_CLASSES, TINY_IMAGES, coco_dict, write_coco
 from ssd.data import CocoDataset, build_dataset, load_data_config
 from ssd.errors import DataError
 
@@ -107,10 +107,12 @@ def test_annotation_of_an_unlisted_image_and_a_missing_image_file(tmp_path: Path
     "text, message",
     [
         ('{"images": [],\n "annotations": [}', "line 2: malformed JSON"),
-        ('[1, 2]', "expected a JSON object"),
+        ("[1, 2]", "expected a JSON object"),
         ('{"images": [], "annotations": []}', "missing the list 'categories'"),
-        ('{"images": [], "annotations": [], "categories": [{"id": 1, "name": "a"}, {"id": 1, "name": "b"}]}',
-         "listed twice"),
+        (
+            '{"images": [], "annotations": [], "categories": [{"id": 1, "name": "a"}, {"id": 1, "name": "b"}]}',
+            "listed twice",
+        ),
     ],
 )
 def test_malformed_files_are_errors_naming_the_file(tmp_path: Path, text: str, message: str) -> None:

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from data_helpers import TINY_CLASSES, TINY_IMAGES, write_coco, write_jpeg_file, write_voc, write_yaml, write_yolo
 
+from data_helpers import TINY_CLASSES, TINY_IMAGES, write_coco, write_jpeg_file, write_voc, write_yaml, write_yolo
 from ssd.data import DataConfig, DetectionDataset, ImageAnnotation, Sample, build_dataset, load_data_config
 from ssd.data.dataset import check_boxes, read_image, read_image_size
 from ssd.errors import DataError
@@ -17,8 +17,17 @@ from ssd.errors import DataError
 
 def annotation(path: Path, height: int, width: int, boxes: list, labels: list, difficult: list | None = None):
     n = len(labels)
-    return ImageAnnotation(str(path), path.stem, height, width, np.array(boxes, np.float32).reshape(-1, 4),
-                           np.array(labels, np.int64), np.array(difficult or [False] * n), np.zeros(n, bool), "ann.xml")
+    return ImageAnnotation(
+        str(path),
+        path.stem,
+        height,
+        width,
+        np.array(boxes, np.float32).reshape(-1, 4),
+        np.array(labels, np.int64),
+        np.array(difficult or [False] * n),
+        np.zeros(n, bool),
+        "ann.xml",
+    )
 
 
 # ---------------------------------------------------------------------------------------------- the three readers
@@ -74,8 +83,10 @@ def test_transform_is_applied_and_keep_difficult_drops_difficult_objects(tmp_pat
 def test_load_data_config_resolves_paths_against_the_yaml_folder(tmp_path: Path) -> None:
     (tmp_path / "data" / "root").mkdir(parents=True)
     (tmp_path / "configs").mkdir()
-    path = write_yaml(tmp_path / "configs" / "d.yaml", {"format": "yolo", "path": "../data/root", "nc": 2,
-                                                        "names": {0: "a", 1: "b"}, "train": "images/train"})
+    path = write_yaml(
+        tmp_path / "configs" / "d.yaml",
+        {"format": "yolo", "path": "../data/root", "nc": 2, "names": {0: "a", 1: "b"}, "train": "images/train"},
+    )
     config = load_data_config(path)
     assert config.path == (tmp_path / "data" / "root").resolve()
     assert config.names == ["a", "b"]

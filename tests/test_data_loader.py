@@ -10,13 +10,13 @@ import torch
 from torch import Tensor
 
 from data_helpers import make_sample
+from ssd.data.dataset import Sample
 from ssd.data.loader import ShardedSampler, WorkerSeeder, build_loader, collate, set_epoch
 from ssd.data.transforms import AugmentedDataset, TrainTransform
 from ssd.errors import SSDError
 
 
-
-def tiny_samples(n: int) -> list[FakeSample]:
+def tiny_samples(n: int) -> list[Sample]:
     """``n`` random 24x32 images with ``i % 3 + 1`` boxes each."""
     g = torch.Generator().manual_seed(0)
     samples = []
@@ -97,8 +97,9 @@ def test_augmented_batches_do_not_depend_on_workers_and_resume_exactly():
     serial = build_loader(data, 3, shuffle=True, seed=11)
     reference = collect(serial, [(0, 0), (1, 0)])
     assert len(reference) == 8 and [len(images) for images, _ in reference[:4]] == [3, 3, 3, 1]
-    parallel = build_loader(AugmentedDataset(tiny_samples(10), TrainTransform(16), seed=11), 3, shuffle=True,
-                            num_workers=2, seed=11)
+    parallel = build_loader(
+        AugmentedDataset(tiny_samples(10), TrainTransform(16), seed=11), 3, shuffle=True, num_workers=2, seed=11
+    )
     assert parallel.persistent_workers
     # two epochs through the same persistent workers, then a resume at batch 2 of epoch 1
     assert_same_batches(collect(parallel, [(0, 0), (1, 0)]), reference)

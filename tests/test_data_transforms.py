@@ -14,6 +14,7 @@ from torchvision import tv_tensors
 from torchvision.ops import box_iou
 
 from data_helpers import make_sample
+from ssd.data.dataset import Sample
 from ssd.data.transforms import (
     AugmentedDataset,
     EvalTransform,
@@ -24,7 +25,6 @@ from ssd.data.transforms import (
     derive_seed,
     seeded,
 )
-from ssd.data.dataset import Sample
 from ssd.errors import DataError
 
 
@@ -35,7 +35,6 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
 
 
 # label k is painted in COLOURS[k]; boxes do not overlap and each label is used once
@@ -323,8 +322,14 @@ def test_an_image_already_at_the_input_size_is_not_warped():
     or exactly mirrored, and a box under a pixel wide from the dataset is not dropped by a warp that never ran."""
     sample = painted_sample(height=120, width=120)
     thin = torch.tensor([[20.0, 20.0, 20.5, 60.0]])
-    sample = make_sample(sample.image, torch.cat([sample.boxes[:1], thin]), torch.tensor([1, 2]), torch.tensor([False, False]),
-                         torch.tensor([False, False]), image_id=7)
+    sample = make_sample(
+        sample.image,
+        torch.cat([sample.boxes[:1], thin]),
+        torch.tensor([1, 2]),
+        torch.tensor([False, False]),
+        torch.tensor([False, False]),
+        image_id=7,
+    )
     transform = TrainTransform(120, zoom_out_max=1.0, random_crop=False, photometric=False)
     as_float = sample.image.float() / 255
     seen = set()
@@ -336,7 +341,9 @@ def test_an_image_already_at_the_input_size_is_not_warped():
         expected_boxes = sample.boxes
         if mirrored:
             assert torch.equal(image, as_float.flip(-1))
-            expected_boxes = torch.stack([120 - sample.boxes[:, 2], sample.boxes[:, 1], 120 - sample.boxes[:, 0], sample.boxes[:, 3]], 1)
+            expected_boxes = torch.stack(
+                [120 - sample.boxes[:, 2], sample.boxes[:, 1], 120 - sample.boxes[:, 0], sample.boxes[:, 3]], 1
+            )
         assert torch.equal(target["boxes"], expected_boxes)
         assert target["labels"].tolist() == [1, 2]
     assert seen == {False, True}

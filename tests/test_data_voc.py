@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from data_helpers import TINY_CLASSES, TINY_IMAGES, TinyImage, write_jpeg_file, write_voc
 
+from data_helpers import TINY_CLASSES, TINY_IMAGES, TinyImage, write_jpeg_file, write_voc
 from ssd.data import VOC_CLASSES, VOCDataset, build_dataset, load_data_config, write_voc_annotation
 from ssd.data.voc import parse_voc_xml
 from ssd.errors import DataError
@@ -47,8 +47,10 @@ def test_write_then_read_gives_identical_numbers(tmp_path: Path) -> None:
 def test_missing_size_is_read_from_the_image_header(tmp_path: Path) -> None:
     write_jpeg_file(tmp_path / "a.jpg", 30, 20)
     xml = tmp_path / "a.xml"
-    xml.write_text("<annotation><object><name>cat</name>"
-                   "<bndbox><xmin>1</xmin><ymin>1</ymin><xmax>20</xmax><ymax>30</ymax></bndbox></object></annotation>")
+    xml.write_text(
+        "<annotation><object><name>cat</name>"
+        "<bndbox><xmin>1</xmin><ymin>1</ymin><xmax>20</xmax><ymax>30</ymax></bndbox></object></annotation>"
+    )
     ann, problems = parse_voc_xml(xml, tmp_path / "a.jpg", "a", LABELS)
     assert problems == [] and (ann.height, ann.width) == (30, 20)
 
@@ -95,13 +97,13 @@ def broken_xml(tmp_path: Path, case: str) -> Path:
     body = {
         "malformed": f"<annotation>{size}<object><name>cat</name>\n{BOX}\n</annotation>",
         "unknown class": f"<annotation>{size}<object><name>cat</name>{BOX}</object><object><name>dgo</name>{BOX}"
-                         "</object></annotation>",
+        "</object></annotation>",
         "x2 <= x1": f"<annotation>{size}<object><name>cat</name><bndbox><xmin>20</xmin><ymin>1</ymin><xmax>10</xmax>"
-                    "<ymax>10</ymax></bndbox></object></annotation>",
+        "<ymax>10</ymax></bndbox></object></annotation>",
         "outside": f"<annotation>{size}<object><name>cat</name><bndbox><xmin>1</xmin><ymin>1</ymin><xmax>70</xmax>"
-                   "<ymax>10</ymax></bndbox></object></annotation>",
+        "<ymax>10</ymax></bndbox></object></annotation>",
         "not a number": f"<annotation>{size}<object><name>cat</name><bndbox><xmin>one</xmin><ymin>1</ymin><xmax>10"
-                        "</xmax><ymax>10</ymax></bndbox></object></annotation>",
+        "</xmax><ymax>10</ymax></bndbox></object></annotation>",
         "no bndbox": f"<annotation>{size}<object><name>cat</name></object></annotation>",
     }[case]
     xml.write_text(body)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from data_helpers import TINY_CLASSES, write_jpeg_file, write_yaml, write_yolo
 
+from data_helpers import TINY_CLASSES, write_jpeg_file, write_yaml, write_yolo
 from ssd.data import YoloDataset, build_dataset, load_data_config
 from ssd.data.yolo import label_path
 from ssd.errors import DataError
@@ -84,8 +84,10 @@ def test_unreadable_image_is_a_problem_at_build_time(tmp_path: Path) -> None:
     assert dataset.problems[0].path == str(image) and "cannot read image header" in dataset.problems[0].message
 
 
-@pytest.mark.parametrize("folder, message", [("images/none", "image folder not found"), ("pics", "'images' component"),
-                                             ("images/empty", "no images")])
+@pytest.mark.parametrize(
+    "folder, message",
+    [("images/none", "image folder not found"), ("pics", "'images' component"), ("images/empty", "no images")],
+)
 def test_bad_image_folders(tmp_path: Path, folder: str, message: str) -> None:
     (tmp_path / "pics").mkdir()
     (tmp_path / "images" / "empty").mkdir(parents=True)

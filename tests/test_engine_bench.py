@@ -37,17 +37,19 @@ def test_accuracy_of_modes_scores_every_mode_on_the_same_split(tmp_path):
     import torch
 
     import ssd
+    from model_helpers import TINY
     from ssd.data import build_dataset, load_data_config
     from ssd.data.shapes import SHAPES_CLASSES, generate_shapes
     from ssd.engine.bench import accuracy_of_modes
-
-    from model_helpers import TINY
 
     data = generate_shapes(tmp_path / "shapes", num_train=4, num_val=0, num_test=8, image_size=128, num_workers=1)
     torch.manual_seed(0)
     model = ssd.build_model("ssd300_vgg16", 7, **{**TINY, "class_names": ["__background__", *SHAPES_CLASSES]})
     samples = [build_dataset(load_data_config(data), "test")[i] for i in range(8)]
-    images, targets = [s.image.float() / 255 for s in samples], [{"boxes": s.boxes, "labels": s.labels} for s in samples]
+    images, targets = (
+        [s.image.float() / 255 for s in samples],
+        [{"boxes": s.boxes, "labels": s.labels} for s in samples],
+    )
     optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
     for _ in range(40):  # overfit the test images a little, so that the modes have detections to agree on
         loss = sum(model(images, targets).values())

@@ -25,4 +25,7 @@ def test_demo_writes_the_promised_outputs(tmp_path):
         assert (out / name).stat().st_size > 0, name
     assert len(list((out / "predictions").glob("*.jpg"))) == SMALL_SHAPES["num_test"]
     test_ids = (tmp_path / "shapes" / "SHAPES" / "ImageSets" / "Main" / "test.txt").read_text().split()
-    assert len(test_ids) == 4 and len((tmp_path / "shapes" / "SHAPES" / "ImageSets" / "Main" / "train.txt").read_text().split()) == 8
+    assert (
+        len(test_ids) == 4
+        and len((tmp_path / "shapes" / "SHAPES" / "ImageSets" / "Main" / "train.txt").read_text().split()) == 8
+    )

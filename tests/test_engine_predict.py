@@ -12,12 +12,12 @@ from torchvision.io import write_jpeg, write_png
 from torchvision.ops import box_convert, box_iou
 
 import ssd
+from model_helpers import CLASS_NAMES, tiny_model_with_spread_scores
 from ssd.data.dataset import read_image
 from ssd.engine.predict import Predictor, expand_sources, predict_sources
 from ssd.errors import DataError, SSDError
 from ssd.viz import draw_detections
 
-from model_helpers import CLASS_NAMES, tiny_model_with_spread_scores
 SIZES = [(60, 80), (48, 48), (45, 70), (90, 60)]  # (height, width)
 
 

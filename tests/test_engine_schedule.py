@@ -7,7 +7,12 @@ import torch
 import ssd
 from ssd.config import TrainConfig
 from ssd.engine.schedule import (
-    build_optimizer, build_scheduler, expected_iterations, load_optimizer_state, lr_factor, out_of_time,
+    build_optimizer,
+    build_scheduler,
+    expected_iterations,
+    load_optimizer_state,
+    lr_factor,
+    out_of_time,
     training_progress,
 )
 from ssd.errors import SSDError
@@ -126,10 +131,13 @@ def test_fused_update_equals_the_reference_update(optimizer):
     fused = build_optimizer(fused_model, cfg)
     reference = type(fused)(reference_model.parameters(), lr=0.1)  # replaced by the same groups below
     reference.param_groups.clear()
-    for group, params in zip(fused.param_groups, ([reference_model[0].weight], [reference_model[1].weight],
-                                                  [reference_model[0].bias, reference_model[1].bias])):
-        reference.add_param_group({**{k: v for k, v in group.items() if k != "params"}, "params": params,
-                                   "fused": None, "foreach": False})
+    for group, params in zip(
+        fused.param_groups,
+        ([reference_model[0].weight], [reference_model[1].weight], [reference_model[0].bias, reference_model[1].bias]),
+    ):
+        reference.add_param_group(
+            {**{k: v for k, v in group.items() if k != "params"}, "params": params, "fused": None, "foreach": False}
+        )
     for _ in range(3):
         x = torch.randn(8, 4)
         for model, opt in ((fused_model, fused), (reference_model, reference)):
@@ -159,8 +167,13 @@ def test_resuming_from_a_checkpoint_without_fused_kernels_keeps_them():
     cfg = TrainConfig(optimizer="adamw", lr=0.01)
     old_model = torch.nn.Sequential(torch.nn.Linear(3, 2))
     old = torch.optim.AdamW(  # build_optimizer's groups: weights, norm parameters (none here), biases
-        [{"params": [old_model[0].weight], "weight_decay": 0.0005}, {"params": [], "weight_decay": 0.0},
-         {"params": [old_model[0].bias], "weight_decay": 0.0}], lr=0.01, foreach=False,
+        [
+            {"params": [old_model[0].weight], "weight_decay": 0.0005},
+            {"params": [], "weight_decay": 0.0},
+            {"params": [old_model[0].bias], "weight_decay": 0.0},
+        ],
+        lr=0.01,
+        foreach=False,
     )
     old_model(torch.randn(4, 3)).sum().backward()
     old.step()

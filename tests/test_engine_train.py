@@ -41,7 +41,9 @@ def tiny_run(data, **train_overrides):
         "workers": 0, "eval_interval": 0, "checkpoint_interval": 100, "val_split": "test",  # no test split: no eval
     }  # fmt: skip
     train_cfg.update(train_overrides)
-    return run_config_from_dict({"preset": "ssd300_vgg16", "model": dict(TINY_MODEL), "train": train_cfg, "data": data}, "test")
+    return run_config_from_dict(
+        {"preset": "ssd300_vgg16", "model": dict(TINY_MODEL), "train": train_cfg, "data": data}, "test"
+    )
 
 
 def test_run_folder_holds_checkpoints_metrics_and_plots(shapes_yaml, tmp_path):
@@ -151,7 +153,9 @@ def _free_port() -> int:
 
 
 def _ddp_worker(rank: int, world_size: int, port: int, data: str, project: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank))
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank)
+    )
     torch.set_num_threads(1)
     run = tiny_run(data, iterations=3, batch_size=8, base_batch_size=8)
     run.model["batch_norm"] = False  # per-process batch statistics would differ from one process's
@@ -176,7 +180,9 @@ def test_two_gloo_processes_equal_one_process_on_the_same_global_batch(shapes_ya
 
 
 def _timed_ddp_worker(rank: int, world_size: int, port: int, data: str, project: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank))
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank)
+    )
     torch.set_num_threads(1)
     run = tiny_run(data, iterations=100_000, batch_size=8, base_batch_size=8, schedule="wsd", max_minutes=0.03,
                    schedule_by_time=True)  # fmt: skip

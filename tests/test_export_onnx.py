@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import ssd
+from model_helpers import CLASS_NAMES, TINY
 from ssd.export.onnx import (
     export_onnx,
     non_max_suppression,
@@ -17,8 +18,6 @@ from ssd.export.onnx import (
     verify_onnx,
 )
 from ssd.postprocess import PostProcessSettings, postprocess
-
-from model_helpers import CLASS_NAMES, TINY
 
 
 def tiny_model(**overrides) -> ssd.SSD:
@@ -119,7 +118,9 @@ def test_onnx_file_is_valid_with_a_dynamic_batch(detection_file, model):
     onnx.checker.check_model(onnx_model, full_check=True)
     assert max(o.version for o in onnx_model.opset_import if o.domain in ("", "ai.onnx")) >= 17
     assert "NonMaxSuppression" in {node.op_type for node in onnx_model.graph.node}
-    shapes = {o.name: [d.dim_param or d.dim_value for d in o.type.tensor_type.shape.dim] for o in onnx_model.graph.output}
+    shapes = {
+        o.name: [d.dim_param or d.dim_value for d in o.type.tensor_type.shape.dim] for o in onnx_model.graph.output
+    }
     assert shapes == {
         "boxes": ["batch", 200, 4],
         "scores": ["batch", 200],

@@ -8,9 +8,8 @@ import pytest
 import torch
 
 import ssd
-from ssd.export import OnnxRuntimeDetector, export_onnx, quantize_onnx_int8, read_export_info
-
 from model_helpers import CLASS_NAMES, tiny_model_with_spread_scores
+from ssd.export import OnnxRuntimeDetector, export_onnx, quantize_onnx_int8, read_export_info
 
 
 @pytest.fixture(scope="module")

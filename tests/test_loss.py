@@ -6,7 +6,9 @@ import ssd
 from ssd.boxes import xyxy_to_cxcywh
 from ssd.loss import MultiBoxLoss
 
-QUADRANTS_CXCYWH = xyxy_to_cxcywh(torch.tensor([[0, 0, 0.5, 0.5], [0.5, 0, 1, 0.5], [0, 0.5, 0.5, 1], [0.5, 0.5, 1, 1]]))
+QUADRANTS_CXCYWH = xyxy_to_cxcywh(
+    torch.tensor([[0, 0, 0.5, 0.5], [0.5, 0, 1, 0.5], [0, 0.5, 0.5, 1], [0.5, 0.5, 1, 1]])
+)
 
 
 def _targets(boxes, labels):

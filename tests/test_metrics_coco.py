@@ -48,8 +48,14 @@ def pycocotools_by_hand(detections, targets, mapping):
         images.append({"id": image_id, "width": 500, "height": 500})
         for (x1, y1, x2, y2), label, crowd in zip(t["boxes"].tolist(), t["labels"].tolist(), t["iscrowd"].tolist()):
             annotations.append(
-                {"id": len(annotations) + 1, "image_id": image_id, "category_id": mapping[label],
-                 "bbox": [x1, y1, x2 - x1, y2 - y1], "area": (x2 - x1) * (y2 - y1), "iscrowd": int(crowd)}  # fmt: skip
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": image_id,
+                    "category_id": mapping[label],
+                    "bbox": [x1, y1, x2 - x1, y2 - y1],
+                    "area": (x2 - x1) * (y2 - y1),
+                    "iscrowd": int(crowd),
+                }  # fmt: skip
             )
         for (x1, y1, x2, y2), score, label in zip(d["boxes"].tolist(), d["scores"].tolist(), d["labels"].tolist()):
             bbox = [x1, y1, x2 - x1, y2 - y1]

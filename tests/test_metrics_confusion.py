@@ -25,10 +25,17 @@ def test_hand_case():
         {"boxes": boxes(A), "scores": torch.tensor([0.9]), "labels": torch.tensor([2])},
     ]
     targets = [
-        {"boxes": boxes(A, B, C, D), "labels": torch.tensor([1, 2, 1, 2]),
-         "difficult": torch.tensor([False, False, False, True])},
-        {"boxes": boxes(A, B), "labels": torch.tensor([1, 2]), "iscrowd": torch.tensor([True, False]),
-         "difficult": torch.tensor([False, True])},
+        {
+            "boxes": boxes(A, B, C, D),
+            "labels": torch.tensor([1, 2, 1, 2]),
+            "difficult": torch.tensor([False, False, False, True]),
+        },
+        {
+            "boxes": boxes(A, B),
+            "labels": torch.tensor([1, 2]),
+            "iscrowd": torch.tensor([True, False]),
+            "difficult": torch.tensor([False, True]),
+        },
     ]
     matrix = confusion_matrix(detections, targets, num_classes=3)
     expected = torch.tensor(

@@ -24,8 +24,11 @@ def assert_not_blank(path):
 def small_split():
     box_a, box_b, far = [0.0, 0, 50, 50], [100.0, 100, 160, 150], [300.0, 300, 320, 330]
     detections = [
-        {"boxes": torch.tensor([box_a, far, box_b]), "scores": torch.tensor([0.9, 0.8, 0.4]),
-         "labels": torch.tensor([1, 1, 2])},
+        {
+            "boxes": torch.tensor([box_a, far, box_b]),
+            "scores": torch.tensor([0.9, 0.8, 0.4]),
+            "labels": torch.tensor([1, 1, 2]),
+        },
         {"boxes": torch.tensor([box_b]), "scores": torch.tensor([0.7]), "labels": torch.tensor([1])},
     ]
     targets = [

@@ -10,6 +10,7 @@ from torch import Tensor
 from torchvision.io import ImageReadMode, decode_image
 
 from data_helpers import make_sample
+from ssd.data.dataset import Sample
 from ssd.data.transforms import TrainTransform
 from ssd.errors import SSDError
 from ssd.viz import (
@@ -63,8 +64,7 @@ def test_save_image_round_trips(tmp_path: Path):
         save_image(image, tmp_path / "a.gif")
 
 
-
-def shape_samples() -> list[FakeSample]:
+def shape_samples() -> list[Sample]:
     """Two shapes-like images: a red square and a green disc on a grey background."""
     ys, xs = torch.meshgrid(torch.arange(80), torch.arange(100), indexing="ij")
     image = torch.full((3, 80, 100), 70, dtype=torch.uint8)

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from torch import Tensor
 
 from .checkpoint import load, save
 from .config import ModelConfig
 from .engine.predict import Predictor
-from .metrics import evaluate
 from .errors import DataError, SSDError
 from .interop import from_torchvision, load_vgg16_imagenet, vgg16_from_imagenet
+from .metrics import evaluate
 from .model.ssd import SSD, SSDNet
 from .presets import PRESETS, model_config
 

@@ -7,7 +7,7 @@ Priors and targets inside the loss are normalised to 0..1 of the network input.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -35,9 +35,7 @@ def decode(loc: Tensor, priors_cxcywh: Tensor, variances: Sequence[float]) -> Te
     return torch.cat([centre, size], dim=-1)
 
 
-def pad_boxes(
-    boxes_list: Sequence[Tensor], labels_list: Sequence[Tensor]
-) -> tuple[Tensor, Tensor, Tensor]:
+def pad_boxes(boxes_list: Sequence[Tensor], labels_list: Sequence[Tensor]) -> tuple[Tensor, Tensor, Tensor]:
     """Stack per-image boxes [G_i, 4] and labels [G_i] into padded [B, G, 4], [B, G] and a mask [B, G]."""
     batch = len(boxes_list)
     max_boxes = max((len(b) for b in boxes_list), default=0)
@@ -52,9 +50,7 @@ def pad_boxes(
     return boxes, labels, valid
 
 
-def match(
-    gt_xyxy: Tensor, gt_valid: Tensor, priors_xyxy: Tensor, iou_threshold: float = 0.5
-) -> Tensor:
+def match(gt_xyxy: Tensor, gt_valid: Tensor, priors_xyxy: Tensor, iou_threshold: float = 0.5) -> Tensor:
     """Assign ground-truth boxes to priors as in the paper; return ``Tensor[B, P]`` of gt indices, -1 = background.
 
     1. Every ground truth takes its best-overlap prior, even below the threshold. Two ground truths

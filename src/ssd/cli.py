@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from .errors import SSDError
 
@@ -61,17 +61,26 @@ def _run_train(args: argparse.Namespace) -> int:
     if args.backbone_weights:
         run.train.backbone_weights = args.backbone_weights
     result = train(
-        run, project=args.project, name=args.name, exist_ok=args.exist_ok, resume=args.resume,
-        device=args.device, progress=not args.no_progress,
+        run,
+        project=args.project,
+        name=args.name,
+        exist_ok=args.exist_ok,
+        resume=args.resume,
+        device=args.device,
+        progress=not args.no_progress,
     )
     best = "n/a" if result.best_map is None else f"{result.best_map:.4f}"
-    print(f"{'interrupted' if result.interrupted else 'finished'} at iteration {result.iterations}; best mAP {best}; run folder {result.run_dir}")
+    print(
+        f"{'interrupted' if result.interrupted else 'finished'} at iteration {result.iterations}; best mAP {best}; run folder {result.run_dir}"
+    )
     return 130 if result.interrupted else 0
 
 
 def _add_precision(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
+        "--precision",
+        default="fp32",
+        choices=["fp32", "bf16", "fp16"],
         help="torch backend: bf16 autocast (CPU or CUDA; fast only on CPUs with native bf16) or fp16 (CUDA)",
     )
 
@@ -104,8 +113,16 @@ def _run_eval(args: argparse.Namespace) -> int:
 
     metrics = [m.strip() for m in args.metric.split(",") if m.strip()]
     run_evaluation(
-        args.weights, args.data, split=args.split, metrics=metrics, batch_size=args.batch_size,
-        workers=args.workers, device=args.device, backend=args.backend, precision=args.precision, out_dir=args.out,
+        args.weights,
+        args.data,
+        split=args.split,
+        metrics=metrics,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        device=args.device,
+        backend=args.backend,
+        precision=args.precision,
+        out_dir=args.out,
         progress=not args.no_progress,
     )
     return 0
@@ -121,7 +138,9 @@ def _add_check_data(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("data", help="data YAML")
     p.add_argument("--splits", help="comma-separated split names (default: all in the YAML)")
-    p.add_argument("--model", default="ssd300_vgg16", help="model preset whose default boxes are checked ('none' to skip)")
+    p.add_argument(
+        "--model", default="ssd300_vgg16", help="model preset whose default boxes are checked ('none' to skip)"
+    )
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=_run_check_data)
 
@@ -156,8 +175,13 @@ def _run_demo(args: argparse.Namespace) -> int:
     from .engine.demo import run_demo
 
     run_demo(
-        args.data_dir, args.out, config=args.config, overrides=args.overrides, device=args.device,
-        progress=not args.no_progress, shapes=None if args.train_images is None else {"num_train": args.train_images},
+        args.data_dir,
+        args.out,
+        config=args.config,
+        overrides=args.overrides,
+        device=args.device,
+        progress=not args.no_progress,
+        shapes=None if args.train_images is None else {"num_train": args.train_images},
     )
     return 0
 
@@ -236,16 +260,28 @@ def _run_predict(args: argparse.Namespace) -> int:
     from .engine.train import new_run_dir
 
     predictor = Predictor(
-        args.weights, backend=args.backend, device=args.device, conf=args.conf, max_det=args.max_det,
-        classes=args.classes, batch_size=args.batch_size, precision=args.precision,
+        args.weights,
+        backend=args.backend,
+        device=args.device,
+        conf=args.conf,
+        max_det=args.max_det,
+        classes=args.classes,
+        batch_size=args.batch_size,
+        precision=args.precision,
     )
     out = args.out or new_run_dir("runs", None, False, prefix="predict")
     summary = predict_sources(
-        predictor, args.source, out, save_images=not args.no_save, coco_json=args.coco_json,
+        predictor,
+        args.source,
+        out,
+        save_images=not args.no_save,
+        coco_json=args.coco_json,
         progress=False if args.no_progress else None,
     )
-    print(f"{summary['detections']} detections in {summary['images']} images and {summary['frames']} video frames; "
-          f"results in {summary['out_dir']}")
+    print(
+        f"{summary['detections']} detections in {summary['images']} images and {summary['frames']} video frames; "
+        f"results in {summary['out_dir']}"
+    )
     return 0
 
 
@@ -273,13 +309,31 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
 def _run_bench(args: argparse.Namespace) -> int:
     from .engine.bench import run_bench
 
-    print(run_bench(args.classes, args.rounds, args.batch, args.out, memory=not args.no_memory,
-                    training=not args.no_training, fastest=not args.no_int8, weights=args.weights, data=args.data), end="")
+    print(
+        run_bench(
+            args.classes,
+            args.rounds,
+            args.batch,
+            args.out,
+            memory=not args.no_memory,
+            training=not args.no_training,
+            fastest=not args.no_int8,
+            weights=args.weights,
+            data=args.data,
+        ),
+        end="",
+    )
     return 0
 
 
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
-    _add_train, _add_eval, _add_predict, _add_export, _add_bench, _add_check_data, _add_demo,
+    _add_train,
+    _add_eval,
+    _add_predict,
+    _add_export,
+    _add_bench,
+    _add_check_data,
+    _add_demo,
 ]
 
 

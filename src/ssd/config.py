@@ -97,7 +97,7 @@ class ModelConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any], source: str = "model config") -> "ModelConfig":
+    def from_dict(cls, values: dict[str, Any], source: str = "model config") -> ModelConfig:
         return from_dict(cls, values, source)
 
 
@@ -196,7 +196,12 @@ class RunConfig:
     data: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"preset": self.preset, "model": dict(self.model), "train": dataclasses.asdict(self.train), "data": self.data}
+        return {
+            "preset": self.preset,
+            "model": dict(self.model),
+            "train": dataclasses.asdict(self.train),
+            "data": self.data,
+        }
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:

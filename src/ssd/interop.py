@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -43,7 +44,10 @@ def vgg16_from_imagenet(source: str | os.PathLike[str] | Mapping[str, Tensor]) -
     fc7 every 4th input too.
     """
     state = _read_state_dict(source)
-    needed = [f"features.{i}.weight" for i in _FEATURE_CONVS + list(_CONV5)] + ["classifier.0.weight", "classifier.3.weight"]
+    needed = [f"features.{i}.weight" for i in _FEATURE_CONVS + list(_CONV5)] + [
+        "classifier.0.weight",
+        "classifier.3.weight",
+    ]
     missing = [k for k in needed if k not in state]
     if missing:
         raise SSDError(f"not torchvision VGG-16 ImageNet weights: missing {', '.join(missing[:4])}")

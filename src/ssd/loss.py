@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.distributed as dist
@@ -48,7 +48,11 @@ class MultiBoxLoss(nn.Module):
         """
         loc, conf = loc.float(), conf.float()
         if gt_xyxy.shape[1] == 0:  # no box in the whole batch: one padding column keeps the gathers valid
-            gt_xyxy, gt_labels, gt_valid = gt_xyxy.new_zeros(len(loc), 1, 4), gt_labels.new_zeros(len(loc), 1), gt_valid.new_zeros(len(loc), 1)
+            gt_xyxy, gt_labels, gt_valid = (
+                gt_xyxy.new_zeros(len(loc), 1, 4),
+                gt_labels.new_zeros(len(loc), 1),
+                gt_valid.new_zeros(len(loc), 1),
+            )
         with torch.no_grad():
             matched = match(gt_xyxy, gt_valid, self.priors_xyxy, self.iou_threshold)  # [B, P], -1 = background
             positive = matched >= 0
@@ -64,7 +68,9 @@ class MultiBoxLoss(nn.Module):
             scale = float(dist.get_world_size())  # DDP averages gradients over processes: undo it
         total_pos = total_pos.clamp(min=1) / scale
 
-        loc_target = encode(xyxy_to_cxcywh(matched_xyxy[positive]), self.priors_cxcywh.expand_as(loc)[positive], self.variances)
+        loc_target = encode(
+            xyxy_to_cxcywh(matched_xyxy[positive]), self.priors_cxcywh.expand_as(loc)[positive], self.variances
+        )
         loc_loss = F.smooth_l1_loss(loc[positive], loc_target, reduction="sum")
 
         ce = F.cross_entropy(conf.reshape(-1, conf.shape[-1]), target_labels.reshape(-1), reduction="none")

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .config import ModelConfig
 from .errors import SSDError
@@ -18,7 +19,13 @@ def ssd512_vgg16(**overrides: Any) -> ModelConfig:
     values: dict[str, Any] = dict(
         name="ssd512_vgg16",
         input_size=512,
-        extras=[[256, 512, 3, 2, 1], [128, 256, 3, 2, 1], [128, 256, 3, 2, 1], [128, 256, 3, 2, 1], [128, 256, 4, 1, 1]],
+        extras=[
+            [256, 512, 3, 2, 1],
+            [128, 256, 3, 2, 1],
+            [128, 256, 3, 2, 1],
+            [128, 256, 3, 2, 1],
+            [128, 256, 4, 1, 1],
+        ],
         min_sizes=[35.84, 76.8, 153.6, 230.4, 307.2, 384.0, 460.8],
         max_sizes=[76.8, 153.6, 230.4, 307.2, 384.0, 460.8, 537.6],
         steps=[8, 16, 32, 64, 128, 256, 512],

@@ -5,7 +5,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ..errors import DataError
 from .coco import CocoDataset
@@ -32,10 +33,13 @@ def build_dataset(
     options: dict[str, Any] = dict(keep_difficult=keep_difficult, skip_bad=skip_bad)
     if data_config.format == "coco":
         if not isinstance(spec, dict) or sorted(spec) != ["annotations", "images"]:
-            raise DataError(data_config.source, f"split {split!r}: a coco split is "
-                            "{images: <image folder>, annotations: <instances JSON file>}")
-        return CocoDataset(root / str(spec["images"]), root / str(spec["annotations"]), data_config.names,
-                           transform, **options)
+            raise DataError(
+                data_config.source,
+                f"split {split!r}: a coco split is {{images: <image folder>, annotations: <instances JSON file>}}",
+            )
+        return CocoDataset(
+            root / str(spec["images"]), root / str(spec["annotations"]), data_config.names, transform, **options
+        )
     parts = [spec] if isinstance(spec, str) else spec
     if not isinstance(parts, list) or not parts or not all(isinstance(p, str) for p in parts):
         example = "VOC2007/trainval" if data_config.format == "voc" else "images/train"

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -41,7 +42,7 @@ class Distribution:
     counts: list[int]
 
     @classmethod
-    def of(cls, values: Tensor, edges: Sequence[float]) -> "Distribution":
+    def of(cls, values: Tensor, edges: Sequence[float]) -> Distribution:
         values = values.double()
         q = torch.quantile(values, torch.tensor(list(QUANTILES.values()), dtype=torch.float64))
         bins = torch.bucketize(values, torch.tensor(edges[1:-1], dtype=torch.float64), right=True)
@@ -58,7 +59,7 @@ class PriorLayout:
     boxes_per_location: list[int]
 
     @classmethod
-    def from_model(cls, model: SSD) -> "PriorLayout":
+    def from_model(cls, model: SSD) -> PriorLayout:
         per_location = boxes_per_location(model.config.aspect_ratios)
         return cls(model.priors.detach().cpu(), list(model.feature_sizes), per_location)
 
@@ -252,8 +253,10 @@ def format_report(report: CheckReport) -> str:
                          f" (mean best IoU {c.mean_best_iou:.2f})")  # fmt: skip
             lines.append(f"    {'map':>7} {'priors':>8} {'IoU>=0.5':>9} {'best map':>9} {'mean IoU':>9}")
             for sc in c.scales:
-                lines.append(f"    {f'{sc.feature_size}x{sc.feature_size}':>7} {sc.num_priors:>8} "
-                             f"{_percent(sc.share_iou50):>9} {_percent(sc.share_best):>9} {sc.mean_best_iou:>9.2f}")
+                lines.append(
+                    f"    {f'{sc.feature_size}x{sc.feature_size}':>7} {sc.num_priors:>8} "
+                    f"{_percent(sc.share_iou50):>9} {_percent(sc.share_best):>9} {sc.mean_best_iou:>9.2f}"
+                )
     lines += ["", f"problems ({len(report.problems)}):" if report.problems else "problems: none"]
     lines += [f"  {p}" for p in report.problems]
     lines.append("result: OK" if report.ok else f"result: {len(report.problems)} problem(s) found")

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -44,8 +45,9 @@ class CocoDataset(DetectionDataset):
             )
         self.category_id_to_label = {cat_id: i + 1 for i, (cat_id, _) in enumerate(categories)}
         self.label_to_category_id = {label: cat_id for cat_id, label in self.category_id_to_label.items()}
-        annotations, problems = _read_images_and_boxes(data, Path(images_dir), self.annotation_file,
-                                                       self.category_id_to_label)
+        annotations, problems = _read_images_and_boxes(
+            data, Path(images_dir), self.annotation_file, self.category_id_to_label
+        )
         super().__init__(annotations, names, problems, transform, keep_difficult=keep_difficult, skip_bad=skip_bad)
 
 
@@ -96,8 +98,9 @@ def _read_images_and_boxes(
             if not (isinstance(image_id, int) and isinstance(file_name, str) and width > 0 and height > 0):
                 raise TypeError
         except (TypeError, KeyError):
-            problems.append(Problem(path, f"image {k}", "needs an integer 'id', a 'file_name' and a positive "
-                                    "'width' and 'height'"))
+            problems.append(
+                Problem(path, f"image {k}", "needs an integer 'id', a 'file_name' and a positive 'width' and 'height'")
+            )
             continue
         if image_id in index_of:
             problems.append(Problem(path, f"image {k}", f"image id {image_id} is listed twice"))
@@ -151,7 +154,7 @@ def _read_images_and_boxes(
             continue
         if bad[i]:
             continue
-        rows_i = order[starts[i]:starts[i + 1]]
+        rows_i = order[starts[i] : starts[i + 1]]
         annotations.append(ImageAnnotation(
             str(image_path), image_id, height, width, boxes[rows_i], labels[rows_i],
             np.zeros(len(rows_i), dtype=bool), crowd[rows_i], path,

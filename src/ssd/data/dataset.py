@@ -9,9 +9,10 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import PIL.Image
@@ -81,11 +82,20 @@ class ImageAnnotation:
     annotation_path: str
 
     @classmethod
-    def empty(cls, path: str, image_id: int | str, height: int, width: int, annotation_path: str) -> "ImageAnnotation":
+    def empty(cls, path: str, image_id: int | str, height: int, width: int, annotation_path: str) -> ImageAnnotation:
         """An image with no objects."""
         no_flags = np.zeros(0, dtype=bool)
-        return cls(path, image_id, height, width, np.zeros((0, 4), np.float32), np.zeros(0, np.int64),
-                   no_flags, no_flags.copy(), annotation_path)
+        return cls(
+            path,
+            image_id,
+            height,
+            width,
+            np.zeros((0, 4), np.float32),
+            np.zeros(0, np.int64),
+            no_flags,
+            no_flags.copy(),
+            annotation_path,
+        )
 
 
 def read_image(path: str | os.PathLike[str]) -> Tensor:
@@ -136,8 +146,9 @@ def check_boxes(
     tol = BOX_TOLERANCE_PX
     finite = np.isfinite(boxes).all(axis=1)
     outside = (boxes[:, 0] < -tol) | (boxes[:, 1] < -tol) | (boxes[:, 2] > w + tol) | (boxes[:, 3] > h + tol)
-    clipped = np.stack([boxes[:, 0].clip(0, w), boxes[:, 1].clip(0, h), boxes[:, 2].clip(0, w), boxes[:, 3].clip(0, h)],
-                       axis=1)
+    clipped = np.stack(
+        [boxes[:, 0].clip(0, w), boxes[:, 1].clip(0, h), boxes[:, 2].clip(0, w), boxes[:, 3].clip(0, h)], axis=1
+    )
     empty_x = clipped[:, 2] <= clipped[:, 0]
     empty_y = clipped[:, 3] <= clipped[:, 1]
     errors: dict[int, str] = {}
@@ -177,8 +188,9 @@ class DetectionDataset(Dataset):
         for problem in problems[:MAX_LOGGED_PROBLEMS]:
             logger.warning("data problem: %s", problem)
         if len(problems) > MAX_LOGGED_PROBLEMS:
-            logger.warning("... and %d more problems (run `ssd check-data` to list them all)",
-                           len(problems) - MAX_LOGGED_PROBLEMS)
+            logger.warning(
+                "... and %d more problems (run `ssd check-data` to list them all)", len(problems) - MAX_LOGGED_PROBLEMS
+            )
         self.class_names = [BACKGROUND, *class_names]
         self.problems = list(problems)
         self.transform = transform

@@ -25,9 +25,9 @@ A base dataset with ``skip_bad = False`` has its ``DataError`` raised instead.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -207,7 +207,9 @@ class TrainTransform:
         # are already small, or synthetic data plentiful enough that the CPU is better spent on the model)
         self.photometric = PhotometricDistort(p=0.5) if photometric else None
         self.zoom_out = T.RandomZoomOut(
-            fill=[int(round(m)) for m in mean_rgb], side_range=(1.0, max(zoom_out_max, 1.0)), p=0.5 if zoom_out_max > 1 else 0.0
+            fill=[int(round(m)) for m in mean_rgb],
+            side_range=(1.0, max(zoom_out_max, 1.0)),
+            p=0.5 if zoom_out_max > 1 else 0.0,
         )
         self.crop = T.Compose([MinIoURandomCrop(), keep_valid]) if random_crop else None  # sanitize removes lost boxes
         self.flip = T.RandomHorizontalFlip(p=0.5)

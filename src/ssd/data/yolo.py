@@ -7,8 +7,9 @@ built (about 0.1 ms per image, no decoding). Class ids are 0-based: label = clas
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -39,8 +40,9 @@ class YoloDataset(DetectionDataset):
             problems += found
             if annotation is not None:
                 annotations.append(annotation)
-        super().__init__(annotations, class_names, problems, transform, keep_difficult=keep_difficult,
-                         skip_bad=skip_bad)
+        super().__init__(
+            annotations, class_names, problems, transform, keep_difficult=keep_difficult, skip_bad=skip_bad
+        )
 
 
 def list_images(folder: Path) -> list[Path]:

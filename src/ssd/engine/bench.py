@@ -12,8 +12,8 @@ import resource
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import Tensor
@@ -76,7 +76,9 @@ def inference_variants(
     models["ours fp32"] = from_torchvision(tv.state_dict()).eval()
     models["ours fp32 channels-last"] = from_torchvision(tv.state_dict()).eval().to(memory_format=torch.channels_last)
     if native_bf16():  # without AVX-512 BF16 / AMX, oneDNN emulates bf16 and it only costs time
-        models["ours bf16 channels-last"] = with_precision(models["ours fp32 channels-last"], "bf16", torch.device("cpu"))
+        models["ours bf16 channels-last"] = with_precision(
+            models["ours fp32 channels-last"], "bf16", torch.device("cpu")
+        )
     onnx_path = export_onnx(models["ours fp32"], workdir / "ssd300.onnx", verify=False)
     models["ours onnxruntime fp32"] = OnnxRuntimeDetector(onnx_path, providers=["CPUExecutionProvider"])
     calibration = [torch.rand(3, 360, 480, generator=torch.Generator().manual_seed(100 + i)) for i in range(8)]
@@ -118,7 +120,9 @@ def training_variants(num_classes: int, batch: int, names: tuple[str, ...] = TRA
     if "ours fp32" in names:
         models["ours fp32"] = from_torchvision(tv.state_dict()).train()
     if "ours fp32 channels-last" in names:
-        models["ours fp32 channels-last"] = from_torchvision(tv.state_dict()).train().to(memory_format=torch.channels_last)
+        models["ours fp32 channels-last"] = (
+            from_torchvision(tv.state_dict()).train().to(memory_format=torch.channels_last)
+        )
     del tv
     generator = torch.Generator().manual_seed(0)
     images = [torch.rand(3, 300, 300, generator=generator) for _ in range(batch)]
@@ -229,7 +233,10 @@ def run_bench(
             our_mib = peak_memory_mib(kind, "ours", num_classes, n)
             lines.append(f"| {label} | {tv_mib:.0f} | {our_mib:.0f} | {our_mib / tv_mib:.2f} |")
     if not native_bf16():
-        lines += ["", "No bf16 row: this CPU has no native bf16 (AVX-512 BF16 or AMX); emulated bf16 would only be slower."]
+        lines += [
+            "",
+            "No bf16 row: this CPU has no native bf16 (AVX-512 BF16 or AMX); emulated bf16 would only be slower.",
+        ]
     table = "\n".join(lines) + "\n"
     if weights and data:
         table += "\n" + accuracy_of_modes(weights, data)
@@ -255,7 +262,9 @@ def accuracy_of_modes(weights: str | Path, data: str | Path, split: str = "test"
     size = model.config.input_size
     dataset = build_dataset(data_cfg, split, transform=EvalTransform(size))
     loader = build_loader(dataset, 16, shuffle=False)
-    calibration_set = build_dataset(data_cfg, "train" if "train" in data_cfg.splits else split, transform=EvalTransform(size))
+    calibration_set = build_dataset(
+        data_cfg, "train" if "train" in data_cfg.splits else split, transform=EvalTransform(size)
+    )
     calibration = [calibration_set[i][0] for i in range(min(32, len(calibration_set)))]
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(workdir or tmp)
@@ -273,7 +282,10 @@ def accuracy_of_modes(weights: str | Path, data: str | Path, split: str = "test"
         for name, detector in modes.items():
             dets, targets = predict_dataset(detector, loader, torch.device("cpu"), progress=False)
             scores[name] = float(evaluate_detections(dets, targets, ["voc07"], dataset.class_names)["voc07"]["map"])
-    lines = [f"| mode ({split} split, {len(dataset)} images) | VOC07 mAP | difference to fp32 (points) |", "|---|---|---|"]
+    lines = [
+        f"| mode ({split} split, {len(dataset)} images) | VOC07 mAP | difference to fp32 (points) |",
+        "|---|---|---|",
+    ]
     for name, value in scores.items():
         lines.append(f"| {name} | {value:.4f} | {100 * (value - scores['pytorch fp32']):+.2f} |")
     return "\n".join(lines) + "\n"

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from ..config import load_run_config
 from ..presets import model_config
@@ -48,7 +49,9 @@ def run_demo(
     start = time.perf_counter()
     run = load_run_config(config, list(overrides))
     input_size = model_config(run.preset, **run.model).input_size
-    data_yaml = generate_shapes(data_dir, **{"num_train": DEMO_TRAIN_IMAGES, "image_size": input_size, **(shapes or {})})
+    data_yaml = generate_shapes(
+        data_dir, **{"num_train": DEMO_TRAIN_IMAGES, "image_size": input_size, **(shapes or {})}
+    )
     generated = time.perf_counter()
     run.data = str(data_yaml)
     out = Path(out)
@@ -58,8 +61,14 @@ def run_demo(
     trained = time.perf_counter()
     weights = out / "best.pt" if (out / "best.pt").exists() else out / "last.pt"
     results = run_evaluation(
-        str(weights), str(data_yaml), split="test", metrics=["voc07", "voc", "coco"], device=device,
-        workers=run.train.workers, out_dir=out, progress=progress,
+        str(weights),
+        str(data_yaml),
+        split="test",
+        metrics=["voc07", "voc", "coco"],
+        device=device,
+        workers=run.train.workers,
+        out_dir=out,
+        progress=progress,
     )
     save_prediction_images(weights, data_yaml, "test", out / "predictions")
     summary = {

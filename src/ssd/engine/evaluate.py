@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -213,6 +214,8 @@ def run_evaluation(
         from .train import new_run_dir
 
         out_dir = new_run_dir("runs", None, False, prefix="eval")
-    write_report(Path(out_dir), results, detections, targets, class_names, getattr(dataset, "label_to_category_id", None))
+    write_report(
+        Path(out_dir), results, detections, targets, class_names, getattr(dataset, "label_to_category_id", None)
+    )
     print(f"report written to {out_dir}")
     return results

@@ -12,7 +12,7 @@ import os
 from collections.abc import Iterator, Sequence
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -31,7 +31,7 @@ VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpe
 SAVABLE_SUFFIXES = (".jpg", ".jpeg", ".png")  # what ssd.viz.save_image writes; other images are saved as PNG
 DEFAULT_FPS = 25
 
-ImageInput = Union[str, os.PathLike, Tensor]
+ImageInput = str | os.PathLike | Tensor
 
 
 class Predictor:
@@ -179,8 +179,9 @@ def _kind(path: Path) -> str:
     if suffix in VIDEO_SUFFIXES:
         return "video"
     raise DataError(
-        path, f"unknown file type '{suffix}': expected an image ({', '.join(IMAGE_SUFFIXES)}) or a video "
-        f"({', '.join(VIDEO_SUFFIXES)})"
+        path,
+        f"unknown file type '{suffix}': expected an image ({', '.join(IMAGE_SUFFIXES)}) or a video "
+        f"({', '.join(VIDEO_SUFFIXES)})",
     )
 
 

@@ -87,7 +87,7 @@ class StopSignal:
         self.requested = False
         self._previous: dict[int, Any] = {}
 
-    def __enter__(self) -> "StopSignal":
+    def __enter__(self) -> StopSignal:
         for sig in (signal.SIGINT, signal.SIGTERM):
             try:
                 self._previous[sig] = signal.signal(sig, self._handle)
@@ -106,7 +106,10 @@ class StopSignal:
 
 
 def _move_targets(targets: list[dict[str, Any]], device: torch.device) -> list[dict[str, Any]]:
-    return [{"boxes": t["boxes"].to(device, non_blocking=True), "labels": t["labels"].to(device, non_blocking=True)} for t in targets]
+    return [
+        {"boxes": t["boxes"].to(device, non_blocking=True), "labels": t["labels"].to(device, non_blocking=True)}
+        for t in targets
+    ]
 
 
 def _nan_message(iteration: int, losses: dict[str, float], lr: float, cfg: TrainConfig) -> str:
@@ -127,7 +130,13 @@ def build_training_model(run: RunConfig, class_names: list[str], device: torch.d
     if cfg.weights:
         loaded, skipped = load_matching_weights(model, cfg.weights)
         if dist_info.is_main:
-            log.info("initialised %d tensors from %s; re-initialised %d (%s)", loaded, cfg.weights, len(skipped), ", ".join(skipped[:6]))
+            log.info(
+                "initialised %d tensors from %s; re-initialised %d (%s)",
+                loaded,
+                cfg.weights,
+                len(skipped),
+                ", ".join(skipped[:6]),
+            )
     model.to(device)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
@@ -189,21 +198,38 @@ def _train(
     model = build_training_model(run, class_names, device, dist_info)
     mean_rgb = tuple(float(m) for m in model.config.image_mean)
     augment = TrainTransform(
-        model.config.input_size, mean_rgb, zoom_out_max=cfg.zoom_out_max, random_crop=cfg.random_crop,
+        model.config.input_size,
+        mean_rgb,
+        zoom_out_max=cfg.zoom_out_max,
+        random_crop=cfg.random_crop,
         photometric=cfg.photometric,
     )
     train_data = AugmentedDataset(train_set, augment, seed=cfg.seed)
     per_process_batch = cfg.batch_size // dist_info.world_size
     train_loader = build_loader(
-        train_data, per_process_batch, shuffle=True, num_workers=cfg.workers, seed=cfg.seed, drop_last=True,
+        train_data,
+        per_process_batch,
+        shuffle=True,
+        num_workers=cfg.workers,
+        seed=cfg.seed,
+        drop_last=True,
         distributed=dist_info.distributed,
     )
     if len(train_loader) == 0:
         raise SSDError(f"split {cfg.train_split!r} has fewer images than one batch ({cfg.batch_size})")
     val_loader = None
     if cfg.val_split in data_cfg.splits:
-        val_set = build_dataset(data_cfg, cfg.val_split, transform=EvalTransform(model.config.input_size), skip_bad=True)
-        val_loader = build_loader(val_set, per_process_batch, shuffle=False, num_workers=cfg.workers, seed=cfg.seed, distributed=dist_info.distributed)
+        val_set = build_dataset(
+            data_cfg, cfg.val_split, transform=EvalTransform(model.config.input_size), skip_bad=True
+        )
+        val_loader = build_loader(
+            val_set,
+            per_process_batch,
+            shuffle=False,
+            num_workers=cfg.workers,
+            seed=cfg.seed,
+            distributed=dist_info.distributed,
+        )
 
     # --- model, optimizer, schedule, mixed precision
     if dist_info.distributed:
@@ -239,18 +265,33 @@ def _train(
     writer = None
     if dist_info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.yaml").write_text(yaml.safe_dump({**run.to_dict(), "model_config": model.config.to_dict()}, sort_keys=False))
+        (run_dir / "config.yaml").write_text(
+            yaml.safe_dump({**run.to_dict(), "model_config": model.config.to_dict()}, sort_keys=False)
+        )
         from torch.utils.tensorboard import SummaryWriter
 
         writer = SummaryWriter(str(run_dir / "tensorboard"))
-        log.info("run folder %s; %d training images, %d per epoch step, lr %.3g", run_dir, len(train_set), cfg.batch_size, cfg.scaled_lr)
+        log.info(
+            "run folder %s; %d training images, %d per epoch step, lr %.3g",
+            run_dir,
+            len(train_set),
+            cfg.batch_size,
+            cfg.scaled_lr,
+        )
 
     def save_checkpoint(path: Path) -> None:
         if dist_info.is_main:
             save(
-                model, path, run_config=run.to_dict(), optimizer=optimizer.state_dict(),
-                scheduler=scheduler.state_dict(), scaler=scaler.state_dict(), iteration=iteration, rng=rng_state(),
-                history=history, best_map=best_map,
+                model,
+                path,
+                run_config=run.to_dict(),
+                optimizer=optimizer.state_dict(),
+                scheduler=scheduler.state_dict(),
+                scaler=scaler.state_dict(),
+                iteration=iteration,
+                rng=rng_state(),
+                history=history,
+                best_map=best_map,
             )
 
     def evaluate_now() -> float | None:
@@ -265,10 +306,19 @@ def _train(
         result = evaluate_detections(dets, targets, [cfg.eval_metric], class_names)[cfg.eval_metric]
         mean_ap = float(result["map"])
         history["map"].append([iteration, mean_ap])
-        _append_metrics_csv(run_dir / "metrics.csv", iteration, iteration / iters_per_epoch, mean_ap, history, scheduler.get_last_lr()[0])
+        _append_metrics_csv(
+            run_dir / "metrics.csv",
+            iteration,
+            iteration / iters_per_epoch,
+            mean_ap,
+            history,
+            scheduler.get_last_lr()[0],
+        )
         if writer is not None:
             writer.add_scalar(f"val/{cfg.eval_metric}_map", mean_ap, iteration)
-        tqdm.write(f"iteration {iteration}: {cfg.eval_metric} mAP {mean_ap:.4f} on {cfg.val_split} ({len(dets)} images)")
+        tqdm.write(
+            f"iteration {iteration}: {cfg.eval_metric} mAP {mean_ap:.4f} on {cfg.val_split} ({len(dets)} images)"
+        )
         if best_map is None or mean_ap > best_map:
             best_map = mean_ap
             save_checkpoint(run_dir / "best.pt")
@@ -280,7 +330,13 @@ def _train(
     # training time (evaluations and checkpoints included) counts on across a resume
     start_time = time.perf_counter() - scheduler.seconds
     interrupted = stopping = False
-    bar = tqdm(total=cfg.iterations, initial=iteration, disable=not (progress and dist_info.is_main), dynamic_ncols=True, desc="train")
+    bar = tqdm(
+        total=cfg.iterations,
+        initial=iteration,
+        disable=not (progress and dist_info.is_main),
+        dynamic_ncols=True,
+        desc="train",
+    )
     running: dict[str, float] = {}  # loss sums over the steps of the current logging window
     window_steps, images_seen, window_start = 0, 0, time.perf_counter()
     with StopSignal() as stop:
@@ -309,7 +365,9 @@ def _train(
                 iteration += 1
                 # every process takes the same decisions (stop, learning rate), so none waits in a collective
                 # the others left: the stop request and the training time are maxima over the processes
-                stop_requested, seconds = max_over_processes(dist_info, float(stop.requested), time.perf_counter() - start_time)
+                stop_requested, seconds = max_over_processes(
+                    dist_info, float(stop.requested), time.perf_counter() - start_time
+                )
                 scheduler.step(seconds)
 
                 values["total"] = values["loc"] + values["conf"]
@@ -328,15 +386,22 @@ def _train(
                     if writer is not None:
                         writer.add_scalar("train/lr", scheduler.get_last_lr()[0], iteration)
                     bar.total = expected_iterations(iteration, scheduler.seconds, cfg)  # the ETA follows the clock
-                    bar.set_postfix(loss=f"{means['total']:.3f}", loc=f"{means['loc']:.3f}", conf=f"{means['conf']:.3f}",
-                                    lr=f"{scheduler.get_last_lr()[0]:.2g}", img_s=f"{speed:.1f}")
+                    bar.set_postfix(
+                        loss=f"{means['total']:.3f}",
+                        loc=f"{means['loc']:.3f}",
+                        conf=f"{means['conf']:.3f}",
+                        lr=f"{scheduler.get_last_lr()[0]:.2g}",
+                        img_s=f"{speed:.1f}",
+                    )
                 bar.update(1)
 
                 signalled, time_is_up = stop_requested > 0, out_of_time(seconds, cfg)
                 if signalled or time_is_up:
                     stopping, interrupted = True, signalled
                     if time_is_up and dist_info.is_main:
-                        tqdm.write(f"stopping after {cfg.max_minutes} minutes (train.max_minutes) at iteration {iteration}")
+                        tqdm.write(
+                            f"stopping after {cfg.max_minutes} minutes (train.max_minutes) at iteration {iteration}"
+                        )
                     break
                 if cfg.eval_interval and iteration % cfg.eval_interval == 0 and iteration < cfg.iterations:
                     evaluate_now()
@@ -365,12 +430,24 @@ def _append_metrics_csv(path: Path, iteration: int, epoch: float, mean_ap: float
         writer = csv.writer(f)
         if new:
             writer.writerow(["iteration", "epoch", "loss", "loss_loc", "loss_conf", "lr", "map"])
-        writer.writerow([iteration, f"{epoch:.3f}", f"{last['total']:.5f}", f"{last['loc']:.5f}", f"{last['conf']:.5f}", f"{lr:.6g}", f"{mean_ap:.5f}"])
+        writer.writerow(
+            [
+                iteration,
+                f"{epoch:.3f}",
+                f"{last['total']:.5f}",
+                f"{last['loc']:.5f}",
+                f"{last['conf']:.5f}",
+                f"{lr:.6g}",
+                f"{mean_ap:.5f}",
+            ]
+        )
 
 
 def _write_plots(run_dir: Path, history: dict[str, list[list[float]]]) -> None:
     from ..viz import plot_loss_curves, plot_metric_curve
 
-    plot_loss_curves({k: [tuple(p) for p in history[k]] for k in ("loc", "conf", "total") if history[k]}, run_dir / "loss.png")
+    plot_loss_curves(
+        {k: [tuple(p) for p in history[k]] for k in ("loc", "conf", "total") if history[k]}, run_dir / "loss.png"
+    )
     if history["map"]:
         plot_metric_curve([tuple(p) for p in history["map"]], run_dir / "map.png", ylabel="mAP")

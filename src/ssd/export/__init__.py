@@ -9,10 +9,19 @@ try:
     import onnx  # noqa: F401
     import onnxruntime  # noqa: F401
 except ModuleNotFoundError as exc:
-    raise SSDError(f"ONNX export needs the packages onnx and onnxruntime: pip install 'ssd-detector[export]' ({exc})")
+    raise SSDError(
+        f"ONNX export needs the packages onnx and onnxruntime: pip install 'ssd-detector[export]' ({exc})"
+    ) from None
 
 from .onnx import ExportableSSD, export_onnx, read_export_info, verify_onnx  # noqa: E402
 from .quantize import quantize_onnx_int8  # noqa: E402
 from .runtime import OnnxRuntimeDetector  # noqa: E402
 
-__all__ = ["ExportableSSD", "OnnxRuntimeDetector", "export_onnx", "quantize_onnx_int8", "read_export_info", "verify_onnx"]
+__all__ = [
+    "ExportableSSD",
+    "OnnxRuntimeDetector",
+    "export_onnx",
+    "quantize_onnx_int8",
+    "read_export_info",
+    "verify_onnx",
+]

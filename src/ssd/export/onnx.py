@@ -21,8 +21,8 @@ import io
 import json
 import os
 import warnings
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 import onnx
@@ -105,7 +105,9 @@ def padded_detections(
     )  # [N, 3] of ((image * (C-1) + class), 0, candidate)
     kept = torch.zeros_like(top_scores, dtype=torch.bool).reshape(-1, 1, k)
     kept[selected[:, 0], selected[:, 1], selected[:, 2]] = True
-    kept_scores = torch.where(kept.reshape(-1, (num_classes - 1) * k), top_scores.reshape(-1, (num_classes - 1) * k), -1.0)
+    kept_scores = torch.where(
+        kept.reshape(-1, (num_classes - 1) * k), top_scores.reshape(-1, (num_classes - 1) * k), -1.0
+    )
 
     det_scores, det_idx = kept_scores.topk(min(settings.detections_per_img, (num_classes - 1) * k), dim=1)  # [B, K]
     valid = det_scores >= 0.0  # softmax scores are >= 0; dropped candidates hold -1
@@ -197,7 +199,8 @@ def warp_batch(images: Sequence[Tensor], size: int) -> Tensor:
         raise SSDError("need at least one image")
     return torch.cat(
         [
-            img[None].float() if img.shape[-2:] == (size, size)
+            img[None].float()
+            if img.shape[-2:] == (size, size)
             else F.interpolate(img[None].float(), size=(size, size), mode="bilinear", align_corners=False)
             for img in images
         ]
@@ -361,14 +364,18 @@ def _compare_detections(model: SSD, x: Tensor, outputs: list[Tensor], atol: floa
             continue
         score_diff = float((scores[i, :n] - ref_scores).abs().max())
         if score_diff > atol:
-            raise SSDError(f"ONNX Runtime and PyTorch disagree on the scores of image {i}: max difference {score_diff:.3g}")
+            raise SSDError(
+                f"ONNX Runtime and PyTorch disagree on the scores of image {i}: max difference {score_diff:.3g}"
+            )
         gaps = (ref_scores[:, None] - ref_scores[None, :]).abs() + torch.eye(n) * 2.0  # [n, n], diagonal ignored
         untied = gaps.min(dim=1).values > atol
         if not torch.equal(labels[i, :n][untied], ref_labels[untied]):
             raise SSDError(f"ONNX Runtime and PyTorch disagree on the labels of image {i}")
         box_diff = float((boxes[i, :n][untied] - ref_boxes[untied]).abs().max()) if bool(untied.any()) else 0.0
         if box_diff > atol:
-            raise SSDError(f"ONNX Runtime and PyTorch disagree on the boxes of image {i}: max difference {box_diff:.3g}")
+            raise SSDError(
+                f"ONNX Runtime and PyTorch disagree on the boxes of image {i}: max difference {box_diff:.3g}"
+            )
         worst = max(worst, score_diff, box_diff)
     return worst
 

@@ -7,7 +7,8 @@ Plots live in ``ssd.metrics.plots`` (imported on demand: it loads matplotlib).
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 

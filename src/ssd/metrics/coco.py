@@ -12,7 +12,8 @@ from __future__ import annotations
 import contextlib
 import io
 from collections import Counter
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from pycocotools.coco import COCO
@@ -75,8 +76,14 @@ def _ground_truth_annotations(
         categories = _category_ids(target["labels"].cpu(), label_to_category_id)
         for box, a, crowd, c in zip(boxes_xywh.tolist(), area.tolist(), iscrowd.tolist(), categories):
             annotations.append(
-                {"id": len(annotations) + 1, "image_id": image_id, "category_id": c,
-                 "bbox": box, "area": a, "iscrowd": int(crowd)}  # fmt: skip
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": image_id,
+                    "category_id": c,
+                    "bbox": box,
+                    "area": a,
+                    "iscrowd": int(crowd),
+                }  # fmt: skip
             )
     return annotations
 

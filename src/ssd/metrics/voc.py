@@ -17,7 +17,8 @@ reported as ``None`` and left out of the mean. A class with ground truth but no 
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch

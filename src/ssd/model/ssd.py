@@ -44,7 +44,9 @@ def feature_map_sizes(backbone_args: dict[str, Any], input_size: int) -> list[in
     sizes = []
     for f in sources:
         if f.shape[-1] != f.shape[-2] or f.shape[-1] < 1:
-            raise SSDError(f"input size {input_size} gives a feature map of {tuple(f.shape[-2:])}; choose a larger size")
+            raise SSDError(
+                f"input size {input_size} gives a feature map of {tuple(f.shape[-2:])}; choose a larger size"
+            )
         sizes.append(int(f.shape[-1]))
     return sizes
 
