@@ -257,7 +257,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
 
 def _run_predict(args: argparse.Namespace) -> int:
     from .engine.predict import Predictor, predict_sources
-    from .engine.train import new_run_dir
+    from .engine.runs import new_run_dir
 
     predictor = Predictor(
         args.weights,

@@ -211,7 +211,7 @@ def run_evaluation(
     results = evaluate_detections(detections, targets, metrics, class_names)
     print(format_table(results, class_names))
     if out_dir is None:
-        from .train import new_run_dir
+        from .runs import new_run_dir
 
         out_dir = new_run_dir("runs", None, False, prefix="eval")
     write_report(

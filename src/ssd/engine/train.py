@@ -29,6 +29,7 @@ from ..errors import SSDError
 from ..model.ssd import SSD
 from .distributed import DistInfo, any_process, barrier, broadcast_object, cleanup, init_distributed, max_over_processes
 from .evaluate import evaluate_detections, predict_dataset
+from .runs import new_run_dir
 from .schedule import build_optimizer, build_scheduler, expected_iterations, load_optimizer_state, out_of_time
 
 log = logging.getLogger(__name__)
@@ -40,20 +41,6 @@ class TrainResult:
     iterations: int  # iterations done when the run stopped
     best_map: float | None
     interrupted: bool = False
-
-
-def new_run_dir(project: str | Path, name: str | None, exist_ok: bool, prefix: str = "train") -> Path:
-    """``runs/<name>`` or, without a name, the next free ``runs/train``, ``runs/train2``, ... (``prefix`` names them)."""
-    project = Path(project)
-    if name:
-        path = project / name
-        if path.exists() and any(path.iterdir()) and not exist_ok:
-            raise SSDError(f"{path} already exists: choose another --name, pass --exist-ok, or --resume it")
-        return path
-    n = 1
-    while (project / (prefix if n == 1 else f"{prefix}{n}")).exists():
-        n += 1
-    return project / (prefix if n == 1 else f"{prefix}{n}")
 
 
 def autocast_context(device: torch.device, cfg: TrainConfig) -> Any:
