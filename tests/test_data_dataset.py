@@ -11,7 +11,7 @@ import torch
 
 from data_helpers import TINY_CLASSES, TINY_IMAGES, write_coco, write_jpeg_file, write_voc, write_yaml, write_yolo
 from ssd.data import DataConfig, DetectionDataset, ImageAnnotation, Sample, build_dataset, load_data_config
-from ssd.data.dataset import check_boxes, read_image, read_image_size
+from ssd.data.dataset import check_boxes
 from ssd.errors import DataError
 
 
@@ -133,38 +133,7 @@ def test_malformed_split_specs_are_reported(tmp_path: Path) -> None:
         build_dataset(voc, "train")
 
 
-# ---------------------------------------------------------------------------------------------- images and boxes
-
-
-def test_read_image_errors_name_the_file(tmp_path: Path) -> None:
-    good = tmp_path / "good.jpg"
-    write_jpeg_file(good, 20, 30)
-    assert read_image(good).shape == (3, 20, 30)
-    assert read_image_size(good) == (20, 30)
-    truncated = tmp_path / "truncated.jpg"
-    truncated.write_bytes(good.read_bytes()[:-40])
-    garbage = tmp_path / "garbage.png"
-    garbage.write_bytes(b"not an image at all")
-    for path, message in [(truncated, "truncated"), (garbage, "cannot decode"), (tmp_path / "no.jpg", "not found")]:
-        with pytest.raises(DataError, match=message) as info:
-            read_image(path)
-        assert info.value.path == str(path)
-    with pytest.raises(DataError, match="cannot read image header"):
-        read_image_size(garbage)
-
-
-def test_bmp_images_are_read_with_pillow(tmp_path: Path) -> None:
-    """torchvision cannot decode BMP: Pillow does, with the same DataError for a broken file."""
-    import PIL.Image
-
-    image = torch.randint(0, 256, (3, 12, 17), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
-    PIL.Image.fromarray(image.permute(1, 2, 0).numpy()).save(tmp_path / "a.bmp")
-    assert torch.equal(read_image(tmp_path / "a.bmp"), image)
-    broken = tmp_path / "broken.bmp"
-    broken.write_bytes(b"BM not really")
-    with pytest.raises(DataError, match="cannot decode image") as info:
-        read_image(broken)
-    assert info.value.path == str(broken)
+# ---------------------------------------------------------------------------------------------- boxes
 
 
 def test_check_boxes_clips_rounding_and_names_wrong_boxes() -> None:

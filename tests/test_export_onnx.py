@@ -1,4 +1,4 @@
-"""ONNX export: the in-graph post-processing against ssd.postprocess, ONNX Runtime against PyTorch, metadata."""
+"""ONNX export: the NMS op against ONNX Runtime's, the exported file against PyTorch, metadata."""
 
 from pathlib import Path
 
@@ -12,12 +12,10 @@ import ssd
 from model_helpers import CLASS_NAMES, TINY
 from ssd.export.onnx import (
     export_onnx,
-    non_max_suppression,
-    padded_detections,
     read_export_info,
     verify_onnx,
 )
-from ssd.postprocess import PostProcessSettings, postprocess
+from ssd.postprocess import non_max_suppression
 
 
 def tiny_model(**overrides) -> ssd.SSD:
@@ -69,16 +67,6 @@ def nms_node_session(iou: float, score_thresh: float) -> ort.InferenceSession:
     return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
 
 
-def test_non_max_suppression_by_hand():
-    # A and B overlap with IoU exactly 0.5; C is apart; scores 0.9, 0.8, 0.5
-    boxes = torch.tensor([[[0.0, 0.0, 1.0, 1.0], [0.0, 0.0, 1.0, 0.5], [2.0, 2.0, 3.0, 3.0]]])
-    scores = torch.tensor([[[0.9, 0.8, 0.5]]])
-    assert non_max_suppression(boxes, scores, 0.5, 0.0).tolist() == [[0, 0, 0], [0, 0, 1], [0, 0, 2]]  # IoU > thr only
-    assert non_max_suppression(boxes, scores, 0.45, 0.0).tolist() == [[0, 0, 0], [0, 0, 2]]
-    assert non_max_suppression(boxes, scores, 0.45, 0.5).tolist() == [[0, 0, 0]]  # score must exceed the threshold
-    assert non_max_suppression(boxes, scores, 0.45, 0.95).shape == (0, 3)
-
-
 def test_non_max_suppression_matches_onnx_runtime():
     xy = torch.rand(3, 60, 2) * 0.7
     boxes = torch.cat([xy, xy + 0.05 + torch.rand(3, 60, 2) * 0.3], dim=2)  # [3, 60, 4] xyxy
@@ -88,29 +76,6 @@ def test_non_max_suppression_matches_onnx_runtime():
     got = non_max_suppression(boxes, scores, 0.3, 0.2)
     assert len(got) > 20
     np.testing.assert_array_equal(got.numpy(), expected)  # same rows in the same order
-
-
-def test_padded_detections_match_postprocess():
-    """Per class: top-k above threshold, NMS, then the best per image; image 2 has nothing above threshold."""
-    num_priors, batch = 500, 3
-    centres = torch.rand(num_priors, 2)
-    priors = torch.cat([centres, 0.05 + torch.rand(num_priors, 2) * 0.3], dim=1)
-    loc = torch.randn(batch, num_priors, 4) * 0.5
-    conf = torch.randn(batch, num_priors, 4) * 2.0
-    conf[2, :, 1:] = -10.0
-    settings = PostProcessSettings(score_thresh=0.3, nms_thresh=0.45, topk_candidates=40, detections_per_img=25)
-    sizes = [(128, 128), (120, 200), (50, 80)]
-    expected = postprocess(loc, conf, priors, [0.1, 0.1, 0.2, 0.2], sizes, settings)
-    boxes, scores, labels, counts = padded_detections(loc, conf, priors, [0.1, 0.1, 0.2, 0.2], settings)
-    assert boxes.shape == (3, 25, 4) and scores.shape == labels.shape == (3, 25)
-    assert counts.tolist() == [len(e["scores"]) for e in expected]
-    assert counts[0] == 25 and counts[2] == 0  # the per-image cap binds on image 0
-    for i, ((h, w), exp) in enumerate(zip(sizes, expected)):
-        n = int(counts[i])
-        torch.testing.assert_close(scores[i, :n], exp["scores"])
-        assert torch.equal(labels[i, :n], exp["labels"])
-        torch.testing.assert_close(boxes[i, :n] * torch.tensor([w, h, w, h]), exp["boxes"])
-        assert scores[i, n:].eq(0).all() and labels[i, n:].eq(0).all() and boxes[i, n:].eq(0).all()
 
 
 def test_onnx_file_is_valid_with_a_dynamic_batch(detection_file, model):

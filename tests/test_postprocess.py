@@ -2,7 +2,8 @@ import torch
 from torchvision.ops import batched_nms
 
 from ssd.boxes import cxcywh_to_xyxy, decode, encode, xyxy_to_cxcywh
-from ssd.postprocess import PostProcessSettings, postprocess
+from ssd.config import ModelConfig
+from ssd.postprocess import PostProcessSettings, non_max_suppression, padded_detections, postprocess
 
 VAR = [0.1, 0.1, 0.2, 0.2]
 
@@ -91,3 +92,42 @@ def test_vectorised_equals_per_class_loop():
 def test_no_detection_above_threshold():
     out = _run([[0.1, 0.1, 0.2, 0.2]], [[1.0, 0.0]])[0]
     assert out["boxes"].shape == (0, 4) and out["scores"].shape == (0,) and out["labels"].shape == (0,)
+
+
+def test_non_max_suppression_by_hand():
+    # A and B overlap with IoU exactly 0.5; C is apart; scores 0.9, 0.8, 0.5
+    boxes = torch.tensor([[[0.0, 0.0, 1.0, 1.0], [0.0, 0.0, 1.0, 0.5], [2.0, 2.0, 3.0, 3.0]]])
+    scores = torch.tensor([[[0.9, 0.8, 0.5]]])
+    assert non_max_suppression(boxes, scores, 0.5, 0.0).tolist() == [[0, 0, 0], [0, 0, 1], [0, 0, 2]]  # IoU > thr only
+    assert non_max_suppression(boxes, scores, 0.45, 0.0).tolist() == [[0, 0, 0], [0, 0, 2]]
+    assert non_max_suppression(boxes, scores, 0.45, 0.5).tolist() == [[0, 0, 0]]  # score must exceed the threshold
+    assert non_max_suppression(boxes, scores, 0.45, 0.95).shape == (0, 3)
+
+
+def test_padded_detections_have_fixed_shapes_best_first():
+    """Per class: top-k above threshold, NMS, then the best per image; image 2 has nothing above threshold."""
+    num_priors, batch = 500, 3
+    centres = torch.rand(num_priors, 2, generator=torch.Generator().manual_seed(0))
+    priors = torch.cat([centres, 0.05 + torch.rand(num_priors, 2) * 0.3], dim=1)
+    loc = torch.randn(batch, num_priors, 4) * 0.5
+    conf = torch.randn(batch, num_priors, 4) * 2.0
+    conf[2, :, 1:] = -10.0
+    settings = PostProcessSettings(score_thresh=0.3, nms_thresh=0.45, topk_candidates=40, detections_per_img=25)
+    boxes, scores, labels, counts = padded_detections(loc, conf, priors, VAR, settings)
+    assert boxes.shape == (3, 25, 4) and scores.shape == labels.shape == (3, 25)
+    assert counts[0] == 25 and counts[2] == 0  # the per-image cap binds on image 0
+    sizes = [(128, 128), (120, 200), (50, 80)]
+    for i, ((h, w), det) in enumerate(zip(sizes, postprocess(loc, conf, priors, VAR, sizes, settings))):
+        n = int(counts[i])
+        assert (scores[i, :n].diff() <= 0).all() and (scores[i, :n] > 0.3).all()
+        assert scores[i, n:].eq(0).all() and labels[i, n:].eq(0).all() and boxes[i, n:].eq(0).all()
+        torch.testing.assert_close(det["boxes"], boxes[i, :n] * torch.tensor([w, h, w, h]))  # unpadded, in pixels
+
+
+def test_settings_map_to_and_from_the_model_config():
+    config = ModelConfig(score_thresh=0.2, nms_thresh=0.5, topk_candidates=100, detections_per_img=50)
+    settings = PostProcessSettings.from_config(config)
+    assert settings == PostProcessSettings(0.2, 0.5, 100, 50)
+    changed = PostProcessSettings(0.3, 0.6, 10, 5).apply_to(config)
+    assert PostProcessSettings.from_config(changed) == PostProcessSettings(0.3, 0.6, 10, 5)
+    assert changed.input_size == config.input_size and config.score_thresh == 0.2  # a copy, the rest kept

@@ -218,9 +218,9 @@ def _run_export(args: argparse.Namespace) -> int:
     export_onnx(model, out, opset=args.opset, raw=args.raw, verify=not args.no_verify)
     print(f"wrote {out}" + ("" if args.no_verify else " (checked against PyTorch with ONNX Runtime)"))
     if args.int8:
-        from .data.dataset import read_image
         from .engine.predict import expand_sources
         from .export.quantize import quantize_onnx_int8
+        from .images import read_image
 
         images = None
         if args.calibration:

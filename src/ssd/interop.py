@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .checkpoint import read_checkpoint
 from .errors import SSDError
 from .model.ssd import SSD
 from .presets import ssd300_vgg16_coco
@@ -23,8 +24,6 @@ _CONV6, _CONV7 = 8, 10  # our conv5_to_7 indices of conv6 and conv7
 def _read_state_dict(source: str | os.PathLike[str] | Mapping[str, Tensor]) -> Mapping[str, Tensor]:
     if isinstance(source, Mapping):
         return source
-    from .checkpoint import read_checkpoint  # a file may be a plain state dict or one of ours
-
     try:
         state = torch.load(source, map_location="cpu", weights_only=True)
     except FileNotFoundError:

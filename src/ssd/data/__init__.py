@@ -9,8 +9,9 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import DataError
+from ..images import read_image
 from .coco import CocoDataset
-from .dataset import DataConfig, DetectionDataset, ImageAnnotation, Problem, Sample, load_data_config, read_image
+from .dataset import DataConfig, DetectionDataset, ImageAnnotation, Problem, Sample, load_data_config
 from .voc import VOC_CLASSES, VOCDataset, write_voc_annotation
 from .yolo import YoloDataset
 

@@ -8,25 +8,22 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import PIL.Image
 import torch
 import yaml
 from torch import Tensor
 from torch.utils.data import Dataset
-from torchvision.io import ImageReadMode, decode_image
 
 from ..errors import DataError
+from ..images import read_image
 
 logger = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 BACKGROUND = "__background__"
 # a box may stick out of its image by this many pixels (rounding in annotation tools); it is clipped
 BOX_TOLERANCE_PX = 1.0
@@ -96,40 +93,6 @@ class ImageAnnotation:
             no_flags.copy(),
             annotation_path,
         )
-
-
-def read_image(path: str | os.PathLike[str]) -> Tensor:
-    """Decode an image file to ``Tensor[3, H, W]`` uint8 RGB; DataError naming the file if it cannot be read.
-
-    torchvision decodes JPEG, PNG, WebP and GIF; Pillow decodes BMP, which torchvision cannot.
-    """
-    if not os.path.isfile(path):
-        raise DataError(path, "image file not found")
-    if Path(path).suffix.lower() == ".bmp":
-        try:
-            with PIL.Image.open(path) as img:
-                array = np.asarray(img.convert("RGB"))
-        except (OSError, PIL.Image.DecompressionBombError) as exc:  # UnidentifiedImageError is an OSError
-            raise DataError(path, f"cannot decode image: {exc}") from None
-        return torch.from_numpy(array.copy()).permute(2, 0, 1)
-    try:
-        return decode_image(str(path), mode=ImageReadMode.RGB)
-    except RuntimeError as exc:
-        # torchvision prefixes its messages with the C++ source location: keep only the reason
-        reason = re.sub(r"^.*\.cpp:\d+, ", "", str(exc)).strip()
-        raise DataError(path, f"cannot decode image: {reason}") from None
-
-
-def read_image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
-    """``(height, width)`` of an image from its header only (no decoding); DataError if it cannot be read."""
-    if not os.path.isfile(path):
-        raise DataError(path, "image file not found")
-    try:
-        with PIL.Image.open(path) as img:
-            width, height = img.size
-    except (OSError, ValueError, PIL.Image.DecompressionBombError) as exc:
-        raise DataError(path, f"cannot read image header: {exc}") from None
-    return height, width
 
 
 def check_boxes(

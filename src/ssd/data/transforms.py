@@ -39,6 +39,7 @@ from torchvision import tv_tensors
 from torchvision.ops import box_iou
 
 from ..errors import DataError
+from ..images import resize_to_square
 
 log = logging.getLogger(__name__)
 
@@ -77,15 +78,6 @@ def _orig_size(image: Tensor) -> Tensor:
 def _aligned_fields(data: dict[str, Any]) -> tuple[Tensor, Tensor]:
     """The per-box tensors that ``SanitizeBoundingBoxes`` must filter together with the boxes."""
     return data["labels"], data["difficult"]
-
-
-def _warp(image: Tensor, size: int) -> Tensor:
-    """Resize ``uint8 [3, H, W]`` to ``float32 [3, size, size]`` in 0..1, ignoring the aspect ratio.
-
-    Bilinear on floats without antialiasing: the same numbers as ``SSD.preprocess`` and torchvision's SSD.
-    """
-    image = F.to_dtype(image, torch.float32, scale=True)
-    return F.resize(image, [size, size], interpolation=T.InterpolationMode.BILINEAR, antialias=False)
 
 
 def adjust_hue(image: Tensor, hue_factor: float) -> Tensor:
@@ -274,7 +266,8 @@ class EvalTransform:
             "image_id": sample.image_id,
             "orig_size": _orig_size(sample.image),
         }
-        return _warp(sample.image, self.input_size), target
+        image = F.to_dtype(sample.image, torch.float32, scale=True)
+        return resize_to_square([image], self.input_size)[0], target
 
     def __repr__(self) -> str:
         return f"EvalTransform(input_size={self.input_size})"

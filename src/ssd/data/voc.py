@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError
-from .dataset import IMAGE_SUFFIXES, DetectionDataset, ImageAnnotation, Problem, check_boxes, read_image_size
+from ..images import IMAGE_SUFFIXES, read_image_size
+from .dataset import DetectionDataset, ImageAnnotation, Problem, check_boxes
 
 VOC_CLASSES = (
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",

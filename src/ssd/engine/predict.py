@@ -18,15 +18,13 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from ..data.dataset import read_image
 from ..errors import DataError, SSDError
+from ..images import IMAGE_SUFFIXES, check_image, read_image
 from ..metrics import to_coco_results
 from ..model.ssd import SSD
 from ..viz import draw_detections, save_image
-from .distributed import select_device
-from .evaluate import class_names_or_default, load_detector, with_precision
+from .detectors import load_detector
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv")
 SAVABLE_SUFFIXES = (".jpg", ".jpeg", ".png")  # what ssd.viz.save_image writes; other images are saved as PNG
 DEFAULT_FPS = 25
@@ -56,21 +54,8 @@ class Predictor:
         batch_size: int = 8,
         precision: str = "fp32",
     ) -> None:
-        if backend not in ("torch", "onnxruntime"):
-            raise SSDError(f"unknown backend {backend!r}: use torch or onnxruntime")
-        self.detector: Any
-        if isinstance(weights, SSD):
-            if backend != "torch":
-                raise SSDError("a built SSD model runs with backend='torch'; pass an .onnx file for onnxruntime")
-            auto = device in (None, "", "auto")
-            self.device = weights.priors.device if auto else select_device(device)
-            self.detector = with_precision(weights.to(self.device).eval(), precision, self.device)
-            self.class_names = class_names_or_default(weights.config.class_names, weights.num_classes)
-        else:
-            # ONNX Runtime takes numpy arrays from the CPU and picks its own provider
-            self.device = torch.device("cpu") if backend == "onnxruntime" else select_device(device)
-            self.detector, self.class_names, _ = load_detector(weights, backend, self.device, precision)
-
+        loaded = load_detector(weights, backend, device, precision)
+        self.detector, self.class_names, self.device = loaded.detector, loaded.class_names, loaded.device
         if conf is not None and not 0.0 <= conf <= 1.0:
             raise SSDError(f"conf must be between 0 and 1, got {conf}")
         if max_det is not None and max_det < 1:
@@ -116,8 +101,7 @@ class Predictor:
             return read_image(item)
         if not isinstance(item, Tensor):
             raise SSDError(f"cannot predict on a {type(item).__name__}: pass an image path or a Tensor[3, H, W]")
-        if item.dim() != 3 or item.shape[0] != 3:
-            raise SSDError(f"expected an image Tensor[3, H, W], got shape {tuple(item.shape)}")
+        check_image(item)
         if item.dtype != torch.uint8 and not item.is_floating_point():
             raise SSDError(f"expected a uint8 or float image, got {item.dtype}")
         return item

@@ -19,7 +19,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from .. import build_model
+from ..build import build_model
 from ..checkpoint import load_matching_weights, read_checkpoint, save
 from ..config import RunConfig, TrainConfig, run_config_from_dict
 from ..data import build_dataset, load_data_config

@@ -28,17 +28,15 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.onnx import register_custom_op_symbolic
 from torch.onnx.symbolic_helper import parse_args
-from torchvision.ops import batched_nms
 
-from ..boxes import cxcywh_to_xyxy, decode
 from ..config import ModelConfig
 from ..errors import DataError, SSDError
+from ..images import resize_to_square
 from ..model.ssd import SSD
-from ..postprocess import PostProcessSettings
+from ..postprocess import padded_detections
 
 METADATA_KEY = "ssd"
 METADATA_VERSION = 1
@@ -48,30 +46,9 @@ RAW_OUTPUTS = ("loc", "conf", "priors")
 MIN_OPSET = 17
 
 
-@torch.library.custom_op("ssd::non_max_suppression", mutates_args=())
-def non_max_suppression(boxes_xyxy: Tensor, scores: Tensor, iou_threshold: float, score_threshold: float) -> Tensor:
-    """ONNX ``NonMaxSuppression`` in PyTorch, exported as that op: ``selected [N, 3]`` of (batch, class, box).
-
-    ``boxes_xyxy: Tensor[B, P, 4]``, ``scores: Tensor[B, M, P]``. Per batch entry and class: greedy NMS over the
-    boxes with ``score > score_threshold`` (a box goes when its IoU with a kept one is ``> iou_threshold``).
-    Rows are ordered by batch, class, then score descending, as ONNX Runtime orders them.
-    """
-    batch, num_classes, num_boxes = scores.shape
-    flat_scores = scores.reshape(-1)  # [B*M*P], index = (b * M + m) * P + p
-    candidates = torch.nonzero(flat_scores > score_threshold).squeeze(1)
-    group = torch.div(candidates, num_boxes, rounding_mode="floor")  # b * M + m
-    box_idx = candidates % num_boxes
-    cand_boxes = boxes_xyxy[torch.div(group, num_classes, rounding_mode="floor"), box_idx]
-    # float64: batched_nms separates the groups by offsetting coordinates, which float32 would round
-    kept = batched_nms(cand_boxes.double(), flat_scores[candidates].double(), group, iou_threshold)
-    kept = kept[torch.sort(group[kept], stable=True).indices]  # by group, score order kept inside
-    group, box_idx = group[kept], box_idx[kept]
-    return torch.stack([torch.div(group, num_classes, rounding_mode="floor"), group % num_classes, box_idx], dim=1)
-
-
 @parse_args("v", "v", "f", "f")
 def _non_max_suppression_symbolic(g, boxes_xyxy, scores, iou_threshold: float, score_threshold: float):
-    """The ONNX node for :func:`non_max_suppression`; corners in either order are allowed by the op."""
+    """The ONNX node for ``ssd.postprocess.non_max_suppression``; corners in either order are allowed by the op."""
     return g.op(
         "NonMaxSuppression",
         boxes_xyxy,
@@ -79,45 +56,6 @@ def _non_max_suppression_symbolic(g, boxes_xyxy, scores, iou_threshold: float, s
         g.op("Constant", value_t=torch.tensor([torch.iinfo(torch.int64).max], dtype=torch.int64)),
         g.op("Constant", value_t=torch.tensor([iou_threshold], dtype=torch.float32)),
         g.op("Constant", value_t=torch.tensor([score_threshold], dtype=torch.float32)),
-    )
-
-
-def padded_detections(
-    loc: Tensor, conf: Tensor, priors_cxcywh: Tensor, variances: Sequence[float], settings: PostProcessSettings
-) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """``ssd.postprocess.postprocess`` in fixed shapes: the exported graph's detection outputs.
-
-    ``loc: Tensor[B, P, 4]``, ``conf: Tensor[B, P, C]`` (logits). Per image and class the candidates are the
-    ``topk_candidates`` best scores above ``score_thresh``; NMS runs on them; the best ``detections_per_img``
-    over all classes are kept. Returns ``boxes_xyxy [B, K, 4]`` normalised to the input, ``scores [B, K]``,
-    ``labels [B, K]`` and ``num_detections [B]``, rows best first and zero past ``num_detections``.
-    """
-    num_priors, num_classes = conf.shape[1], conf.shape[2]
-    boxes = cxcywh_to_xyxy(decode(loc, priors_cxcywh, variances)).clamp(0.0, 1.0)  # [B, P, 4]
-    scores = torch.softmax(conf, dim=-1)[..., 1:].transpose(1, 2)  # [B, C-1, P], background dropped
-    k = min(settings.topk_candidates, num_priors)
-    top_scores, top_prior = scores.topk(k, dim=2)  # [B, C-1, k]
-    cand_boxes = boxes.gather(1, top_prior.reshape(-1, (num_classes - 1) * k, 1).expand(-1, -1, 4))  # [B, (C-1)k, 4]
-
-    # one NMS problem per (image, class): the op's batch axis runs over both, each with its own k candidates
-    selected = non_max_suppression(
-        cand_boxes.reshape(-1, k, 4), top_scores.reshape(-1, 1, k), settings.nms_thresh, settings.score_thresh
-    )  # [N, 3] of ((image * (C-1) + class), 0, candidate)
-    kept = torch.zeros_like(top_scores, dtype=torch.bool).reshape(-1, 1, k)
-    kept[selected[:, 0], selected[:, 1], selected[:, 2]] = True
-    kept_scores = torch.where(
-        kept.reshape(-1, (num_classes - 1) * k), top_scores.reshape(-1, (num_classes - 1) * k), -1.0
-    )
-
-    det_scores, det_idx = kept_scores.topk(min(settings.detections_per_img, (num_classes - 1) * k), dim=1)  # [B, K]
-    valid = det_scores >= 0.0  # softmax scores are >= 0; dropped candidates hold -1
-    det_boxes = cand_boxes.gather(1, det_idx[..., None].expand(-1, -1, 4))  # [B, K, 4]
-    det_labels = torch.div(det_idx, k, rounding_mode="floor") + 1
-    return (
-        torch.where(valid[..., None], det_boxes, 0.0),
-        torch.where(valid, det_scores, 0.0),
-        torch.where(valid, det_labels, 0),
-        valid.sum(dim=1),
     )
 
 
@@ -158,14 +96,7 @@ def export_metadata(model: SSD, raw: bool) -> dict[str, str]:
 
     The config's thresholds are the ones the graph was built with (``model.postprocess_settings``).
     """
-    settings = model.postprocess_settings
-    config = dataclasses.replace(
-        model.config,
-        score_thresh=settings.score_thresh,
-        nms_thresh=settings.nms_thresh,
-        topk_candidates=settings.topk_candidates,
-        detections_per_img=settings.detections_per_img,
-    )
+    config = model.postprocess_settings.apply_to(model.config)
     info = {
         "format_version": METADATA_VERSION,
         "outputs": "raw" if raw else "detections",
@@ -188,23 +119,6 @@ def parse_metadata(props: Mapping[str, str], source: str | os.PathLike[str]) -> 
     if outputs not in ("raw", "detections"):
         raise DataError(source, f"metadata names unknown outputs {outputs!r}")
     return ExportInfo(config=config, raw=outputs == "raw")
-
-
-def warp_batch(images: Sequence[Tensor], size: int) -> Tensor:
-    """Images ``[3, H, W]`` in 0..1 warped to ``Tensor[B, 3, S, S]`` as the model's preprocessing does."""
-    for img in images:
-        if img.dim() != 3 or img.shape[0] != 3:
-            raise SSDError(f"expected images of shape [3, H, W], got {tuple(img.shape)}")
-    if not images:
-        raise SSDError("need at least one image")
-    return torch.cat(
-        [
-            img[None].float()
-            if img.shape[-2:] == (size, size)
-            else F.interpolate(img[None].float(), size=(size, size), mode="bilinear", align_corners=False)
-            for img in images
-        ]
-    )
 
 
 def export_onnx(
@@ -322,7 +236,7 @@ def verify_onnx(
     size = model.config.input_size
     if not images:
         images = list(torch.rand(3, 3, size, size, generator=torch.Generator().manual_seed(0)))
-    batch = warp_batch(images, size)
+    batch = resize_to_square([img.float() for img in images], size)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     worst = 0.0
     for n in (1, 3):

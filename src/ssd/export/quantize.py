@@ -19,7 +19,8 @@ import torch
 from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quant_pre_process, quantize_static
 from torch import Tensor
 
-from .onnx import INPUT_NAME, read_export_info, to_numpy_images, warp_batch
+from ..images import resize_to_square
+from .onnx import INPUT_NAME, read_export_info, to_numpy_images
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ class _ImageReader(CalibrationDataReader):
     """Feeds calibration images one by one, warped to the model's input size."""
 
     def __init__(self, images: list[Tensor], size: int) -> None:
-        self._batches: Iterator[Tensor] = iter(warp_batch(images, size).split(1))
+        self._batches: Iterator[Tensor] = iter(resize_to_square([img.float() for img in images], size).split(1))
 
     def get_next(self) -> dict | None:
         batch = next(self._batches, None)

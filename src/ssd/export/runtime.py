@@ -11,8 +11,9 @@ import torch
 from torch import Tensor
 
 from ..errors import DataError
-from ..postprocess import PostProcessSettings, postprocess
-from .onnx import INPUT_NAME, read_export_info, to_numpy_images, warp_batch
+from ..images import resize_to_square
+from ..postprocess import PostProcessSettings, postprocess, unpad_detections
+from .onnx import INPUT_NAME, read_export_info, to_numpy_images
 
 
 def default_providers() -> list[str]:
@@ -65,21 +66,14 @@ class OnnxRuntimeDetector:
     def __call__(self, images: list[Tensor]) -> list[dict[str, Tensor]]:
         """Detections for ``images`` (one ONNX Runtime run for the whole list), boxes in original pixels."""
         image_sizes = [(int(img.shape[-2]), int(img.shape[-1])) for img in images]
-        batch = warp_batch(images, self.input_size)
+        batch = resize_to_square([img.float() for img in images], self.input_size)
         outputs = [torch.from_numpy(o) for o in self.session.run(None, {INPUT_NAME: to_numpy_images(batch)})]
         if self.raw:
             return self._postprocess_raw(outputs, image_sizes)
-        boxes, scores, labels, counts = outputs
-        results = []
-        for i, (h, w) in enumerate(image_sizes):
-            n = int(counts[i])
-            scale = boxes.new_tensor([w, h, w, h])
-            results.append({"boxes": boxes[i, :n] * scale, "scores": scores[i, :n], "labels": labels[i, :n]})
-        return results
+        return unpad_detections(*outputs, image_sizes)
 
     def _postprocess_raw(self, outputs: list[Tensor], image_sizes: list[tuple[int, int]]) -> list[dict[str, Tensor]]:
         """Raw exports: PyTorch's post-processing on the graph's ``loc``, ``conf`` and ``priors``."""
         loc, conf, priors = outputs
-        c = self.config
-        settings = PostProcessSettings(c.score_thresh, c.nms_thresh, c.topk_candidates, c.detections_per_img)
-        return postprocess(loc, conf, priors, c.variances, image_sizes, settings)
+        settings = PostProcessSettings.from_config(self.config)
+        return postprocess(loc, conf, priors, self.config.variances, image_sizes, settings)

@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..boxes import pad_boxes
 from ..config import ModelConfig
 from ..errors import SSDError
+from ..images import check_image, resize_to_square
 from ..loss import MultiBoxLoss
 from ..postprocess import PostProcessSettings, postprocess
 from .heads import MultiboxHead
@@ -87,9 +87,7 @@ class SSD(nn.Module):
         self.loss = MultiBoxLoss(
             priors, config.variances, config.iou_threshold, config.neg_pos_ratio, config.loc_weight
         )
-        self.postprocess_settings = PostProcessSettings(
-            config.score_thresh, config.nms_thresh, config.topk_candidates, config.detections_per_img
-        )
+        self.postprocess_settings = PostProcessSettings.from_config(config)
 
     @property
     def num_classes(self) -> int:
@@ -97,25 +95,14 @@ class SSD(nn.Module):
 
     def preprocess(self, images: list[Tensor]) -> Tensor:
         """Warp every image to ``input_size`` and normalise: ``Tensor[B, 3, S, S]``."""
-        size = self.config.input_size
-        if not images:
-            raise SSDError("the model needs at least one image")
-        if all(img.shape[-2:] == (size, size) for img in images):
-            batch = torch.stack(images)
-        elif all(img.shape == images[0].shape for img in images):
-            batch = F.interpolate(torch.stack(images), size=(size, size), mode="bilinear", align_corners=False)
-        else:
-            batch = torch.cat(
-                [F.interpolate(img[None], size=(size, size), mode="bilinear", align_corners=False) for img in images]
-            )
+        batch = resize_to_square(images, self.config.input_size)
         return (batch * 255.0 - self.image_mean) / self.image_std
 
     def forward(
         self, images: list[Tensor], targets: list[dict[str, Tensor]] | None = None
     ) -> dict[str, Tensor] | list[dict[str, Tensor]]:
         for img in images:
-            if img.dim() != 3 or img.shape[0] != 3:
-                raise SSDError(f"expected images of shape [3, H, W], got {tuple(img.shape)}")
+            check_image(img)
         image_sizes = [(int(img.shape[-2]), int(img.shape[-1])) for img in images]
         x = self.preprocess(images)
         loc, conf = self.net(x)
