@@ -1,12 +1,15 @@
 import copy
+import io
 import math
 
 import pytest
 import torch
+from torch.optim.lr_scheduler import LambdaLR
 
 import ssd
 from ssd.config import TrainConfig
 from ssd.engine.schedule import (
+    TrainingClock,
     build_optimizer,
     build_scheduler,
     expected_iterations,
@@ -86,22 +89,31 @@ def test_schedule_settings_are_checked(fields, message):
         TrainConfig(**fields)
 
 
-def test_scheduler_state_restores_iteration_and_time_and_reads_lambdalr_checkpoints():
+def test_scheduler_is_lambdalr_on_the_clock_and_resumes_exactly():
     cfg = TrainConfig(iterations=10, schedule="cosine", warmup_iters=0, lr=0.1, batch_size=32, max_minutes=1,
                       schedule_by_time=True)  # fmt: skip
-    sched = build_scheduler(build_optimizer(torch.nn.Linear(2, 2), cfg), cfg)
-    sched.step(seconds=3.0)
-    sched.step(seconds=15.0)  # time leads: progress 0.25
-    state = sched.state_dict()
-    assert state == {"iteration": 2, "seconds": 15.0}
+    clock = TrainingClock()
+    opt = build_optimizer(torch.nn.Linear(2, 2), cfg)
+    sched = build_scheduler(opt, cfg, clock)
+    assert isinstance(sched, LambdaLR)
+    for seconds in (3.0, 15.0):  # after two steps the clock leads: progress 0.25 rather than 0.2
+        opt.step()
+        clock.seconds = seconds
+        sched.step()
+    assert sched.get_last_lr()[0] == pytest.approx(0.1 * 0.5 * (1 + math.cos(math.pi * 0.25)))
+    buffer = io.BytesIO()
+    torch.save({"scheduler": sched.state_dict(), "optimizer": opt.state_dict()}, buffer)
+    saved = torch.load(io.BytesIO(buffer.getvalue()), weights_only=True)  # what a checkpoint read gives back
+    assert saved["scheduler"]["last_epoch"] == 2
     fresh_opt = build_optimizer(torch.nn.Linear(2, 2), cfg)
-    restored = build_scheduler(fresh_opt, cfg)
-    restored.load_state_dict(state)
-    expected = 0.1 * 0.5 * (1 + math.cos(math.pi * 0.25))
-    assert restored.get_last_lr()[0] == pytest.approx(expected) == fresh_opt.param_groups[0]["lr"]
-    legacy = build_scheduler(build_optimizer(torch.nn.Linear(2, 2), cfg), cfg)
-    legacy.load_state_dict({"last_epoch": 5, "base_lrs": [0.1] * 3})  # torch's LambdaLR, as saved before
-    assert legacy.iteration == 5 and legacy.get_last_lr()[0] == pytest.approx(0.05)
+    restored = build_scheduler(fresh_opt, cfg, TrainingClock(15.0))
+    fresh_opt.load_state_dict(saved["optimizer"])
+    restored.load_state_dict(saved["scheduler"])
+    assert fresh_opt.param_groups[0]["lr"] == opt.param_groups[0]["lr"]
+    for optimizer, scheduler in ((opt, sched), (fresh_opt, restored)):  # one more step each: the same rate
+        optimizer.step()
+        scheduler.step()
+    assert fresh_opt.param_groups[0]["lr"] == pytest.approx(opt.param_groups[0]["lr"])
 
 
 def test_learning_rate_scales_linearly_with_the_batch():
@@ -152,7 +164,7 @@ def test_scheduler_steps_per_iteration():
     model = torch.nn.Linear(2, 2)
     cfg = TrainConfig(iterations=10, milestones=[5], warmup_iters=0, lr=0.1, batch_size=32)
     opt = build_optimizer(model, cfg)
-    sched = build_scheduler(opt, cfg)
+    sched = build_scheduler(opt, cfg, TrainingClock())
     lrs = []
     for _ in range(6):
         lrs.append(opt.param_groups[0]["lr"])

@@ -1,4 +1,4 @@
-"""Optimizer with the original's parameter groups, and the learning-rate schedule with linear warm-up."""
+"""Optimizer with the original's parameter groups, and the learning-rate schedules (``LambdaLR``) with warm-up."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import math
 
 import torch
 from torch import nn
+from torch.optim.lr_scheduler import LambdaLR
 
 from ..config import TrainConfig
 
@@ -17,7 +18,7 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
     """SGD (the paper) or AdamW; biases get ``bias_lr_factor`` x the learning rate and no weight decay.
 
     Norm parameters (batch norm, the L2Norm scale) get no weight decay either. On CPU and CUDA the update runs
-    as PyTorch's fused kernel (on the shapes preset's CPU step, AdamW's update takes 2 ms instead of 7).
+    as PyTorch's fused kernel.
     """
     decay, no_decay, biases = [], [], []
     for name, param in model.named_parameters():
@@ -98,46 +99,19 @@ def lr_factor(iteration: int, cfg: TrainConfig, seconds: float = 0.0) -> float:
     return factor
 
 
-class LearningRateSchedule:
-    """Sets every parameter group's learning rate to its initial value x ``lr_factor``; stepped once per iteration.
+class TrainingClock:
+    """Seconds of training done, over all sessions of a run (a resumed run starts from the saved count).
 
-    Its state is the iteration and the training seconds, so a resumed run continues the schedule where it was
-    (checkpoints of LambdaLR, which held ``last_epoch``, load too).
+    The clock-driven schedules read it; the loop sets it after every step from the processes' maximum.
     """
 
-    def __init__(self, optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> None:
-        self.optimizer = optimizer
-        self.cfg = cfg
-        # each group's lr before any scheduling (torch's schedulers keep it as "initial_lr" too)
-        self.base_lrs = [group.setdefault("initial_lr", group["lr"]) for group in optimizer.param_groups]
-        self.iteration = 0
-        self.seconds = 0.0
-        self._apply()
-
-    def step(self, seconds: float | None = None) -> None:
-        """One more iteration done, after ``seconds`` of training in all (unchanged if None)."""
-        self.iteration += 1
-        if seconds is not None:
-            self.seconds = float(seconds)
-        self._apply()
-
-    def get_last_lr(self) -> list[float]:
-        return [group["lr"] for group in self.optimizer.param_groups]
-
-    def state_dict(self) -> dict[str, float]:
-        return {"iteration": self.iteration, "seconds": self.seconds}
-
-    def load_state_dict(self, state: dict[str, float]) -> None:
-        self.iteration = int(state["iteration"] if "iteration" in state else state["last_epoch"])
-        self.seconds = float(state.get("seconds", 0.0))
-        self._apply()
-
-    def _apply(self) -> None:
-        factor = lr_factor(self.iteration, self.cfg, self.seconds)
-        for group, base_lr in zip(self.optimizer.param_groups, self.base_lrs):
-            group["lr"] = base_lr * factor
+    def __init__(self, seconds: float = 0.0) -> None:
+        self.seconds = float(seconds)
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> LearningRateSchedule:
-    """The schedule of ``cfg`` on ``optimizer``'s parameter groups."""
-    return LearningRateSchedule(optimizer, cfg)
+def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, clock: TrainingClock) -> LambdaLR:
+    """``LambdaLR`` over :func:`lr_factor`, stepped once per iteration; the training time comes from ``clock``.
+
+    Its state dict holds the iteration (``last_epoch``); the clock's seconds are saved beside it.
+    """
+    return LambdaLR(optimizer, lambda iteration: lr_factor(iteration, cfg, clock.seconds))
