@@ -3,7 +3,7 @@ from torchvision.ops import batched_nms
 
 from ssd.boxes import cxcywh_to_xyxy, decode, encode, xyxy_to_cxcywh
 from ssd.config import ModelConfig
-from ssd.postprocess import PostProcessSettings, non_max_suppression, padded_detections, postprocess
+from ssd.postprocess import PostProcessSettings, best_first, non_max_suppression, padded_detections, postprocess
 
 VAR = [0.1, 0.1, 0.2, 0.2]
 
@@ -131,3 +131,11 @@ def test_settings_map_to_and_from_the_model_config():
     changed = PostProcessSettings(0.3, 0.6, 10, 5).apply_to(config)
     assert PostProcessSettings.from_config(changed) == PostProcessSettings(0.3, 0.6, 10, 5)
     assert changed.input_size == config.input_size and config.score_thresh == 0.2  # a copy, the rest kept
+
+
+def test_best_first_ranks_equal_scores_by_index_as_onnx_topk_does():
+    scores = torch.tensor([[0.5, 1.0, 0.25, 1.0, 1.0, 0.75]])
+    values, indices = best_first(scores, 4)
+    assert indices.tolist() == [[1, 3, 4, 5]] and values.tolist() == [[1.0, 1.0, 1.0, 0.75]]
+    many = torch.ones(2, 3, 50)  # all tied: the first indices, in order
+    assert best_first(many, 5)[1].tolist() == [[list(range(5))] * 3] * 2

@@ -18,7 +18,6 @@ EXAMPLES = """examples:
   ssd eval --weights runs/train/best.pt --data voc.yaml --metric voc07,coco
   ssd predict --weights runs/train/best.pt images/ video.mp4 --conf 0.3
   ssd export --weights runs/train/best.pt --format onnx
-  ssd bench
   ssd check-data voc.yaml --model ssd300_vgg16
 """
 
@@ -285,53 +284,11 @@ def _run_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_bench(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "bench",
-        help="speed and memory against torchvision's SSD300",
-        description="Measure, interleaved on the same images, latency (batch 1) and throughput (batch N) of our SSD300 "
-        "(PyTorch fp32, channels-last, ONNX Runtime fp32 and int8) and of torchvision's ssd300_vgg16 with the same "
-        "weights; a training step at batch N; and peak memory of each in a fresh process. Prints a table of "
-        "medians and ratios and writes it to --out.",
-    )
-    p.add_argument("--classes", type=int, default=21, help="number of classes including background (default 21)")
-    p.add_argument("--rounds", type=int, default=5, help="interleaved rounds per measurement")
-    p.add_argument("--batch", type=int, default=8, help="batch for throughput and the training step")
-    p.add_argument("--out", default="benchmarks/results.md", help="where the table is written")
-    p.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurements")
-    p.add_argument("--no-training", action="store_true", help="skip the training-step measurement")
-    p.add_argument("--no-int8", action="store_true", help="skip the int8 ONNX Runtime variant")
-    p.add_argument("--weights", help="a trained checkpoint: also measure each mode's VOC07 mAP on --data's test split")
-    p.add_argument("--data", help="data YAML for --weights")
-    p.set_defaults(func=_run_bench)
-
-
-def _run_bench(args: argparse.Namespace) -> int:
-    from .engine.bench import run_bench
-
-    print(
-        run_bench(
-            args.classes,
-            args.rounds,
-            args.batch,
-            args.out,
-            memory=not args.no_memory,
-            training=not args.no_training,
-            fastest=not args.no_int8,
-            weights=args.weights,
-            data=args.data,
-        ),
-        end="",
-    )
-    return 0
-
-
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_train,
     _add_eval,
     _add_predict,
     _add_export,
-    _add_bench,
     _add_check_data,
     _add_demo,
 ]

@@ -83,7 +83,7 @@ def padded_detections(
     boxes = cxcywh_to_xyxy(decode(loc, priors_cxcywh, variances)).clamp(0.0, 1.0)  # [B, P, 4]
     scores = torch.softmax(conf, dim=-1)[..., 1:].transpose(1, 2)  # [B, C-1, P], background dropped
     k = min(settings.topk_candidates, num_priors)
-    top_scores, top_prior = scores.topk(k, dim=2)  # [B, C-1, k]
+    top_scores, top_prior = best_first(scores, k)  # [B, C-1, k]
     cand_boxes = boxes.gather(1, top_prior.reshape(-1, (num_classes - 1) * k, 1).expand(-1, -1, 4))  # [B, (C-1)k, 4]
 
     # one NMS problem per (image, class): the op's batch axis runs over both, each with its own k candidates
@@ -95,7 +95,7 @@ def padded_detections(
     flat_scores = top_scores.reshape(-1, (num_classes - 1) * k)
     kept_scores = torch.where(kept.reshape(-1, (num_classes - 1) * k), flat_scores, -1.0)
 
-    det_scores, det_idx = kept_scores.topk(min(settings.detections_per_img, (num_classes - 1) * k), dim=1)  # [B, K]
+    det_scores, det_idx = best_first(kept_scores, min(settings.detections_per_img, (num_classes - 1) * k))  # [B, K]
     valid = det_scores >= 0.0  # softmax scores are >= 0; dropped candidates hold -1
     det_boxes = cand_boxes.gather(1, det_idx[..., None].expand(-1, -1, 4))  # [B, K, 4]
     det_labels = torch.div(det_idx, k, rounding_mode="floor") + 1
@@ -105,6 +105,22 @@ def padded_detections(
         torch.where(valid, det_labels, 0),
         valid.sum(dim=1),
     )
+
+
+def best_first(scores: Tensor, count: int) -> tuple[Tensor, Tensor]:
+    """The ``count`` highest ``scores`` along the last axis and their indices, equal scores in index order.
+
+    ONNX ``TopK`` ranks equal scores by index, PyTorch's ``topk`` in any order: here the ``count`` found by
+    ``topk`` are put in index order, then stably sorted by score. Both NMS implementations keep the first of equal
+    scores, so the exported and the eager detections agree even where scores saturate at 1.
+    """
+    values, indices = scores.topk(count, dim=-1)
+    if torch.onnx.is_in_onnx_export():
+        return values, indices
+    by_index = indices.sort(dim=-1).indices
+    values, indices = values.gather(-1, by_index), indices.gather(-1, by_index)
+    by_score = values.sort(dim=-1, descending=True, stable=True).indices
+    return values.gather(-1, by_score), indices.gather(-1, by_score)
 
 
 def unpad_detections(

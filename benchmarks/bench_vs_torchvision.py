@@ -1,64 +1,48 @@
-"""``ssd bench``: our SSD300 against torchvision's ``ssd300_vgg16`` with the same weights, side by side.
+"""Our SSD300 against torchvision's ``ssd300_vgg16`` with the same weights, side by side; prints a markdown table.
 
 Every variant runs on the same images, interleaved round by round (so a slower or busier moment hits all
 variants alike); the table reports medians and ratios to torchvision. Peak memory is measured in a fresh
-process per variant, since a process's peak resident size only grows.
+process per variant, since a process's peak resident size only grows. With ``--weights`` and ``--data``, also
+the VOC07 mAP of each inference mode of a trained checkpoint.
+
+    python benchmarks/bench_vs_torchvision.py --rounds 7 --out results.md
 """
 
 from __future__ import annotations
 
+import argparse
 import multiprocessing
 import resource
-import statistics
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from torch import Tensor
+from torchvision.models.detection import ssd300_vgg16
 
-from ..interop import from_torchvision
-from .evaluate import with_precision
-
-Variant = Callable[[], object]
+from ssd.checkpoint import load
+from ssd.data import build_dataset, load_data_config
+from ssd.data.loader import build_loader
+from ssd.data.transforms import EvalTransform
+from ssd.engine.detectors import with_precision
+from ssd.engine.evaluate import evaluate_detections, predict_dataset
+from ssd.errors import SSDError
+from ssd.export.onnx import export_onnx
+from ssd.export.quantize import quantize_onnx_int8
+from ssd.export.runtime import OnnxRuntimeDetector
+from ssd.interop import from_torchvision
+from timing import Variant, interleaved, rows
 
 
 def torchvision_ssd(num_classes: int, seed: int = 0) -> torch.nn.Module:
     """torchvision's SSD300 with random weights (nothing is downloaded), in eval mode."""
-    from torchvision.models.detection import ssd300_vgg16
-
     torch.manual_seed(seed)
     model = ssd300_vgg16(weights=None, weights_backbone=None, num_classes=num_classes).eval()
     with torch.no_grad():  # random heads saturate the softmax; realistic score spreads keep NMS realistic
         for conv in model.head.classification_head.module_list:
             conv.weight.mul_(0.002)
     return model
-
-
-def _time(fn: Variant) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
-def interleaved(
-    variants: dict[str, Variant], rounds: int, warmup: int = 1, pause: float = 0.1
-) -> dict[str, list[float]]:
-    """Seconds per call of every variant, measured round-robin ``rounds`` times after ``warmup`` rounds.
-
-    Each call starts after ``pause`` seconds (not timed), so that it does not share the cores with the threads
-    of the variant before it: ONNX Runtime's workers spin for a while after a run, and on 2 cores that added
-    15-40 ms to whatever ran next (at SSD300 batch 1, int8 after fp32: 235-257 ms against 217 ms after a pause).
-    """
-    times: dict[str, list[float]] = {name: [] for name in variants}
-    for r in range(warmup + rounds):
-        for name, fn in variants.items():
-            time.sleep(pause)
-            t = _time(fn)
-            if r >= warmup:
-                times[name].append(t)
-    return times
 
 
 def inference_variants(
@@ -68,8 +52,6 @@ def inference_variants(
 
     The models are built (and exported, and quantised) once and shared by all batch sizes.
     """
-    from ..export.onnx import export_onnx
-    from ..export.runtime import OnnxRuntimeDetector
 
     tv = torchvision_ssd(num_classes)
     models: dict[str, Callable[[list[Tensor]], object]] = {"torchvision fp32": tv}
@@ -83,8 +65,6 @@ def inference_variants(
     models["ours onnxruntime fp32"] = OnnxRuntimeDetector(onnx_path, providers=["CPUExecutionProvider"])
     calibration = [torch.rand(3, 360, 480, generator=torch.Generator().manual_seed(100 + i)) for i in range(8)]
     if fastest:
-        from ..export.quantize import quantize_onnx_int8
-
         int8_path = quantize_onnx_int8(onnx_path, workdir / "ssd300.int8.onnx", calibration)
         models["ours onnxruntime int8"] = OnnxRuntimeDetector(int8_path, providers=["CPUExecutionProvider"])
 
@@ -181,34 +161,23 @@ def peak_memory_mib(kind: str, impl: str, num_classes: int, batch: int) -> float
     proc.start()
     proc.join()
     if proc.exitcode != 0 or queue.empty():
-        from ..errors import SSDError
-
         raise SSDError(f"the memory measurement process for {impl} {kind} failed (exit code {proc.exitcode})")
     return float(queue.get())
-
-
-def _rows(times: dict[str, list[float]], images_per_call: int, reference: str) -> list[tuple[str, float, float, float]]:
-    ref = statistics.median(times[reference])
-    rows = []
-    for name, values in times.items():
-        med = statistics.median(values)
-        rows.append((name, med * 1000 / images_per_call, images_per_call / med, med / ref))
-    return rows
 
 
 def run_bench(
     num_classes: int = 21,
     rounds: int = 5,
     batch: int = 8,
-    out: str | Path | None = "benchmarks/results.md",
+    out: str | Path | None = None,
     memory: bool = True,
     training: bool = True,
     fastest: bool = True,
     weights: str | Path | None = None,
     data: str | Path | None = None,
 ) -> str:
-    """Measure and return the markdown table (written to ``out`` too); with ``weights`` and ``data`` also the
-    accuracy of each inference mode on the data's test split."""
+    """Measure and return the markdown table (also written to ``out`` if given); with ``weights`` and ``data`` also
+    the accuracy of each inference mode on the data's test split."""
     lines = [
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, SSD300 with {num_classes} classes, "
         f"medians of {rounds} interleaved rounds; ratio = time / torchvision's time (lower is better).",
@@ -219,11 +188,11 @@ def run_bench(
     with tempfile.TemporaryDirectory() as tmp:
         variants = inference_variants(num_classes, [1, batch], Path(tmp), fastest)
         for n, label in ((1, "latency, batch 1"), (batch, f"throughput, batch {batch}")):
-            for name, ms, ips, ratio in _rows(interleaved(variants[n], rounds), n, "torchvision fp32"):
+            for name, ms, ips, ratio in rows(interleaved(variants[n], rounds), n, "torchvision fp32"):
                 lines.append(f"| {label} | {name} | {ms:.1f} | {ips:.2f} | {ratio:.2f} |")
     if training:
         steps = interleaved(training_variants(num_classes, batch), max(2, rounds // 2))
-        for name, ms, ips, ratio in _rows(steps, batch, "torchvision fp32"):
+        for name, ms, ips, ratio in rows(steps, batch, "torchvision fp32"):
             lines.append(f"| training step, batch {batch} | {name} | {ms:.1f} | {ips:.2f} | {ratio:.2f} |")
     if memory:
         lines += ["", "| peak resident memory (MiB) | torchvision | ours | ratio |", "|---|---|---|---|"]
@@ -248,14 +217,6 @@ def run_bench(
 
 def accuracy_of_modes(weights: str | Path, data: str | Path, split: str = "test", workdir: Path | None = None) -> str:
     """VOC07 mAP of each inference mode of a trained checkpoint on a dataset split, next to PyTorch fp32."""
-    from ..checkpoint import load
-    from ..data import build_dataset, load_data_config
-    from ..data.loader import build_loader
-    from ..data.transforms import EvalTransform
-    from ..export.onnx import export_onnx
-    from ..export.quantize import quantize_onnx_int8
-    from ..export.runtime import OnnxRuntimeDetector
-    from .evaluate import evaluate_detections, predict_dataset
 
     model = load(weights)
     data_cfg = load_data_config(data)
@@ -289,3 +250,26 @@ def accuracy_of_modes(weights: str | Path, data: str | Path, split: str = "test"
     for name, value in scores.items():
         lines.append(f"| {name} | {value:.4f} | {100 * (value - scores['pytorch fp32']):+.2f} |")
     return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--classes", type=int, default=21, help="number of classes including background (default 21)")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds per measurement")
+    parser.add_argument("--batch", type=int, default=8, help="batch for throughput and the training step")
+    parser.add_argument("--out", help="also write the table to this file")
+    parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurements")
+    parser.add_argument("--no-training", action="store_true", help="skip the training-step measurement")
+    parser.add_argument("--no-int8", action="store_true", help="skip the int8 ONNX Runtime variant")
+    parser.add_argument("--weights", help="a trained checkpoint: also each mode's VOC07 mAP on --data's test split")
+    parser.add_argument("--data", help="data YAML for --weights")
+    args = parser.parse_args()
+    table = run_bench(
+        args.classes, args.rounds, args.batch, args.out, memory=not args.no_memory, training=not args.no_training,
+        fastest=not args.no_int8, weights=args.weights, data=args.data,
+    )  # fmt: skip
+    print(table, end="")
+
+
+if __name__ == "__main__":
+    main()

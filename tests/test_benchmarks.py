@@ -1,6 +1,6 @@
 import pytest
 
-from ssd.engine.bench import _rows, interleaved
+from timing import interleaved, rows
 
 
 def test_interleaved_runs_variants_round_robin_after_warmup():
@@ -25,26 +25,26 @@ def test_interleaved_pauses_before_each_call_without_timing_the_pause():
 
 def test_rows_give_per_image_times_and_ratios_to_the_reference():
     times = {"torchvision fp32": [0.4, 0.8, 0.6], "ours": [0.3, 0.2, 0.5]}
-    rows = dict((name, rest) for name, *rest in _rows(times, images_per_call=2, reference="torchvision fp32"))
-    ms, images_per_s, ratio = rows["ours"]
+    table = dict((name, rest) for name, *rest in rows(times, images_per_call=2, reference="torchvision fp32"))
+    ms, images_per_s, ratio = table["ours"]
     assert ms == pytest.approx(150.0)  # median 0.3 s for 2 images
     assert images_per_s == pytest.approx(2 / 0.3)
     assert ratio == pytest.approx(0.3 / 0.6)
-    assert rows["torchvision fp32"][2] == pytest.approx(1.0)
+    assert table["torchvision fp32"][2] == pytest.approx(1.0)
 
 
 def test_accuracy_of_modes_scores_every_mode_on_the_same_split(tmp_path):
     import torch
 
     import ssd
-    from model_helpers import TINY
+    from bench_vs_torchvision import accuracy_of_modes
+    from model_helpers import TINY_128
     from ssd.data import build_dataset, load_data_config
     from ssd.data.shapes import SHAPES_CLASSES, generate_shapes
-    from ssd.engine.bench import accuracy_of_modes
 
     data = generate_shapes(tmp_path / "shapes", num_train=4, num_val=0, num_test=8, image_size=128, num_workers=1)
     torch.manual_seed(0)
-    model = ssd.build_model("ssd300_vgg16", 7, **{**TINY, "class_names": ["__background__", *SHAPES_CLASSES]})
+    model = ssd.build_model("ssd300_vgg16", 7, **{**TINY_128, "class_names": ["__background__", *SHAPES_CLASSES]})
     samples = [build_dataset(load_data_config(data), "test")[i] for i in range(8)]
     images, targets = (
         [s.image.float() / 255 for s in samples],
