@@ -1,11 +1,14 @@
-"""PR-curve and confusion-matrix plots: real PNG files of the requested pixel size, with content."""
+"""PR curves, confusion matrix, loss and mAP curves: real PNG files of the requested pixel size, with content."""
+
+from pathlib import Path
 
 import matplotlib.image
 import pytest
 import torch
+from torchvision.io import decode_image
 
 from ssd.metrics import confusion_matrix, evaluate
-from ssd.metrics.plots import plot_confusion_matrix, plot_pr_curves
+from ssd.plots import plot_confusion_matrix, plot_loss_curves, plot_metric_curve, plot_pr_curves
 
 NAMES = ["__background__", "cat", "dog", "bird"]
 
@@ -64,3 +67,14 @@ def test_confusion_matrix_png(tmp_path):
     assert_not_blank(path)
     plot_confusion_matrix(matrix, NAMES, tmp_path / "small.png", figsize=(4, 3), dpi=40)
     assert png_size(tmp_path / "small.png") == (160, 120)
+
+
+def test_plots_are_800_by_500_pngs(tmp_path: Path):
+    steps = range(0, 100, 10)
+    history = {"loc": [(i, 3.0 / (i + 1)) for i in steps], "conf": [(i, 5.0 / (i + 1)) for i in steps]}
+    plot_loss_curves(history, tmp_path / "loss.png")
+    plot_metric_curve([(1000, 0.31), (2000, 0.45), (3000, 0.52)], tmp_path / "plots" / "map.png")
+    for name in ("loss.png", "plots/map.png"):
+        image = decode_image(str(tmp_path / name))
+        assert image.shape[-2:] == (500, 800)
+        assert (image[:3] < 128).any() and (image[:3] > 200).any()  # lines and text on a light background

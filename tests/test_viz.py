@@ -16,8 +16,6 @@ from ssd.errors import SSDError
 from ssd.viz import (
     class_colour,
     draw_detections,
-    plot_loss_curves,
-    plot_metric_curve,
     save_augmentation_grid,
     save_image,
 )
@@ -86,14 +84,3 @@ def test_augmentation_grid_is_a_png_of_n_tiles(tmp_path: Path):
     assert all(not torch.equal(tiles[0], tile) for tile in tiles[1:])  # repeated samples get fresh augmentations
     with pytest.raises(SSDError, match="could be loaded"):
         save_augmentation_grid([None], TrainTransform(64), tmp_path / "none.png", n=2)
-
-
-def test_plots_are_800_by_500_pngs(tmp_path: Path):
-    steps = range(0, 100, 10)
-    history = {"loc": [(i, 3.0 / (i + 1)) for i in steps], "conf": [(i, 5.0 / (i + 1)) for i in steps]}
-    plot_loss_curves(history, tmp_path / "loss.png")
-    plot_metric_curve([(1000, 0.31), (2000, 0.45), (3000, 0.52)], tmp_path / "plots" / "map.png")
-    for name in ("loss.png", "plots/map.png"):
-        image = decode_image(str(tmp_path / name))
-        assert image.shape[-2:] == (500, 800)
-        assert (image[:3] < 128).any() and (image[:3] > 200).any()  # lines and text on a light background

@@ -1,4 +1,4 @@
-"""PNG plots of metric results: precision-recall curves and the confusion matrix.
+"""PNG plots: precision-recall curves, the confusion matrix, and the loss and mAP curves of a run.
 
 Figures are drawn on matplotlib's Agg canvas directly (no pyplot, no screen, no global state),
 so they work on headless machines and in worker processes.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,8 +18,9 @@ from torch import Tensor
 
 
 def _save(fig: Figure, path: str | os.PathLike[str], dpi: int) -> None:
-    """Write ``fig`` as a PNG of exactly figsize * dpi pixels."""
+    """Write ``fig`` as a PNG of exactly figsize * dpi pixels; creates the folder."""
     FigureCanvasAgg(fig)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(os.fspath(path), dpi=dpi, format="png")
 
 
@@ -77,3 +79,33 @@ def plot_confusion_matrix(
                 colour = "white" if fractions[row, col] > 0.5 else "black"
                 ax.text(col, row, str(value), ha="center", va="center", fontsize="x-small", color=colour)
     _save(fig, path, dpi)
+
+
+def _new_axes(xlabel: str, ylabel: str) -> tuple[Figure, Any]:
+    figure = Figure(figsize=(8, 5), dpi=100, layout="constrained")  # 800 x 500 pixels
+    axes = figure.add_subplot()
+    axes.set_xlabel(xlabel)
+    axes.set_ylabel(ylabel)
+    axes.grid(True, alpha=0.3)
+    return figure, axes
+
+
+def plot_loss_curves(history: dict[str, list[tuple[int, float]]], path: str | Path) -> None:
+    """Plot each loss term (``name -> [(iteration, value)]``) against the iteration into an 800x500 PNG."""
+    figure, axes = _new_axes("iteration", "loss")
+    for name, points in history.items():
+        if points:
+            iterations, values = zip(*points)
+            axes.plot(iterations, values, label=name, linewidth=1.2)
+    if any(history.values()):
+        axes.legend()
+    _save(figure, path, dpi=100)
+
+
+def plot_metric_curve(points: list[tuple[int, float]], path: str | Path, ylabel: str = "mAP") -> None:
+    """Plot a metric ``[(iteration, value)]`` (e.g. mAP after each evaluation) into an 800x500 PNG."""
+    figure, axes = _new_axes("iteration", ylabel)
+    if points:
+        iterations, values = zip(*points)
+        axes.plot(iterations, values, marker="o", linewidth=1.5)
+    _save(figure, path, dpi=100)

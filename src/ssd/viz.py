@@ -1,21 +1,19 @@
-"""Pictures for people: detections drawn on images, augmentation grids, loss and metric curves (no screen needed).
+"""Detections drawn on images and augmentation grids, with ``torchvision.utils.draw_bounding_boxes``.
 
-Drawing uses ``torchvision.utils.draw_bounding_boxes`` with matplotlib's bundled DejaVu Sans font (works
-offline); plots use matplotlib's ``Figure`` directly (Agg), so no global backend or pyplot state is touched.
+The labels use the DejaVu Sans font that matplotlib ships (works offline); plots are in ``ssd.plots``.
 """
 
 from __future__ import annotations
 
 import colorsys
+import importlib.util
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib
 import torch
 import torchvision.transforms.v2.functional as F
-from matplotlib.figure import Figure
 from torch import Tensor
 from torchvision.io import write_jpeg, write_png
 from torchvision.utils import draw_bounding_boxes, make_grid
@@ -23,7 +21,10 @@ from torchvision.utils import draw_bounding_boxes, make_grid
 from .data.transforms import AugmentedDataset
 from .errors import SSDError
 
-FONT_PATH = str(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf")
+# matplotlib ships the DejaVu Sans font; found from its package folder, without importing matplotlib
+FONT_PATH = str(
+    Path(importlib.util.find_spec("matplotlib").origin).parent / "mpl-data" / "fonts" / "ttf" / "DejaVuSans.ttf"
+)
 _GOLDEN_RATIO = 0.618033988749895
 
 
@@ -115,39 +116,3 @@ def save_augmentation_grid(
         raise SSDError(f"{path}: none of the samples could be loaded")
     grid = make_grid(tiles, nrow=math.ceil(math.sqrt(n)), padding=4, pad_value=255)
     save_image(grid, path)
-
-
-def _new_axes(xlabel: str, ylabel: str) -> tuple[Figure, Any]:
-    figure = Figure(figsize=(8, 5), dpi=100, layout="constrained")  # 800 x 500 pixels
-    axes = figure.add_subplot()
-    axes.set_xlabel(xlabel)
-    axes.set_ylabel(ylabel)
-    axes.grid(True, alpha=0.3)
-    return figure, axes
-
-
-def _save_figure(figure: Figure, path: str | Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path)
-
-
-def plot_loss_curves(history: dict[str, list[tuple[int, float]]], path: str | Path) -> None:
-    """Plot each loss term (``name -> [(iteration, value)]``) against the iteration into an 800x500 PNG."""
-    figure, axes = _new_axes("iteration", "loss")
-    for name, points in history.items():
-        if points:
-            iterations, values = zip(*points)
-            axes.plot(iterations, values, label=name, linewidth=1.2)
-    if any(history.values()):
-        axes.legend()
-    _save_figure(figure, path)
-
-
-def plot_metric_curve(points: list[tuple[int, float]], path: str | Path, ylabel: str = "mAP") -> None:
-    """Plot a metric ``[(iteration, value)]`` (e.g. mAP after each evaluation) into an 800x500 PNG."""
-    figure, axes = _new_axes("iteration", ylabel)
-    if points:
-        iterations, values = zip(*points)
-        axes.plot(iterations, values, marker="o", linewidth=1.5)
-    _save_figure(figure, path)

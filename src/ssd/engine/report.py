@@ -9,7 +9,7 @@ from typing import Any
 from torch import Tensor
 
 from ..metrics import confusion_matrix, evaluate, to_coco_results, to_json_dict
-from ..metrics.plots import plot_confusion_matrix, plot_pr_curves
+from ..plots import plot_confusion_matrix, plot_pr_curves
 
 
 def write_report(

@@ -9,7 +9,7 @@ from pathlib import Path
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from ..viz import plot_loss_curves, plot_metric_curve
+from ..plots import plot_loss_curves, plot_metric_curve
 from .state import History
 
 LOG_INTERVAL = 10  # iterations per logged loss mean

@@ -1,7 +1,7 @@
 """Detection metrics: PASCAL VOC AP (2007 11-point and 2010+ all-point), COCO AP, confusion matrix.
 
 ``evaluate`` is the one entry point the engine calls; ``to_json_dict`` makes its result JSON-safe.
-Plots live in ``ssd.metrics.plots`` (imported on demand: it loads matplotlib).
+Plots of the results are in ``ssd.plots`` (it loads matplotlib).
 """
 
 from __future__ import annotations
