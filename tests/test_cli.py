@@ -125,10 +125,10 @@ def test_resume_refuses_changes(tmp_path, capsys):
     ],
 )
 def test_commands_that_run_models_keep_freed_memory(argv, called, monkeypatch, tmp_path):
-    from ssd.engine import memory
+    from ssd import cli
 
     calls = []
-    monkeypatch.setattr(memory, "keep_freed_memory", lambda: calls.append(1) or True)
+    monkeypatch.setattr(cli, "keep_freed_memory", lambda: calls.append(1) or True)
     monkeypatch.chdir(tmp_path)
     assert main(argv) != 0  # every file is missing: an error, after the allocator set-up
     assert bool(calls) == called

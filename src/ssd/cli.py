@@ -6,8 +6,19 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
+from .checkpoint import load
+from .config import load_run_config
+from .data.check import run_check_data
+from .engine.demo import run_demo
+from .engine.evaluate import run_evaluation
+from .engine.memory import keep_freed_memory
+from .engine.predict import Predictor, expand_sources, predict_sources
+from .engine.runs import new_run_dir
+from .engine.train import train
 from .errors import SSDError
+from .images import read_image
 
 EXAMPLES = """examples:
   ssd demo                                          # shapes dataset, train on the CPU, evaluate
@@ -47,8 +58,6 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from .config import load_run_config
-    from .engine.train import train
 
     if args.resume and (args.overrides or args.data or args.weights or args.backbone_weights):
         raise SSDError("--resume continues a run exactly as it was saved; it takes no --data, --weights or overrides")
@@ -108,7 +117,6 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_eval(args: argparse.Namespace) -> int:
-    from .engine.evaluate import run_evaluation
 
     metrics = [m.strip() for m in args.metric.split(",") if m.strip()]
     run_evaluation(
@@ -145,7 +153,6 @@ def _add_check_data(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_check_data(args: argparse.Namespace) -> int:
-    from .data.check import run_check_data
 
     splits = [s for s in args.splits.split(",") if s] if args.splits else None
     model = None if args.model.lower() == "none" else args.model
@@ -171,7 +178,6 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_demo(args: argparse.Namespace) -> int:
-    from .engine.demo import run_demo
 
     run_demo(
         args.data_dir,
@@ -207,19 +213,14 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_export(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from .checkpoint import load
-    from .export.onnx import export_onnx
+    from .export.onnx import export_onnx  # onnx and onnxruntime are optional: loaded for this command only
 
     model = load(args.weights)
     out = Path(args.out) if args.out else Path(args.weights).with_suffix(".onnx")
     export_onnx(model, out, opset=args.opset, raw=args.raw, verify=not args.no_verify)
     print(f"wrote {out}" + ("" if args.no_verify else " (checked against PyTorch with ONNX Runtime)"))
     if args.int8:
-        from .engine.predict import expand_sources
-        from .export.quantize import quantize_onnx_int8
-        from .images import read_image
+        from .export.quantize import quantize_onnx_int8  # optional, as above
 
         images = None
         if args.calibration:
@@ -255,8 +256,6 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_predict(args: argparse.Namespace) -> int:
-    from .engine.predict import Predictor, predict_sources
-    from .engine.runs import new_run_dir
 
     predictor = Predictor(
         args.weights,
@@ -313,8 +312,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s: %(message)s")
     if args.func in (_run_train, _run_eval, _run_predict, _run_demo):
-        from .engine.memory import keep_freed_memory
-
         keep_freed_memory()
     try:
         return int(args.func(args) or 0)

@@ -7,9 +7,13 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from .errors import SSDError
+import yaml
+
+from .errors import DataError, SSDError
+from .metrics import METRICS
 
 
 @dataclass
@@ -175,8 +179,6 @@ class TrainConfig:
             raise SSDError("train.iterations, batch_size, base_batch_size and checkpoint_interval must be positive")
         if self.eval_interval < 0 or self.workers < 0:
             raise SSDError("train.eval_interval and train.workers must be >= 0 (eval_interval 0: only at the end)")
-        from .metrics import METRICS
-
         if self.eval_metric not in METRICS:
             raise SSDError(f"train.eval_metric must be one of {', '.join(METRICS)}, got {self.eval_metric!r}")
 
@@ -255,12 +257,6 @@ def run_config_from_dict(values: dict[str, Any], source: str, overrides: list[st
 
 def load_run_config(path: str, overrides: list[str] = ()) -> RunConfig:
     """Read a run config YAML (``preset``, ``model``, ``train``, ``data``); a bare name means a shipped config."""
-    from pathlib import Path
-
-    import yaml
-
-    from .errors import DataError
-
     file = Path(path)
     if not file.exists() and not file.suffix:
         shipped = Path(__file__).parent / "configs" / f"{path}.yaml"

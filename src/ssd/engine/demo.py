@@ -10,8 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from ..config import load_run_config
+from ..data import build_dataset, load_data_config
+from ..data.shapes import generate_shapes
 from ..presets import model_config
 from .evaluate import run_evaluation
+from .predict import Predictor, predict_sources
 from .train import train
 
 # The demo trains on freshly drawn images rather than on augmented repeats: drawing costs about 3 ms an image once,
@@ -22,9 +25,6 @@ DEMO_TRAIN_IMAGES = 16_000
 
 def save_prediction_images(weights: Path, data_yaml: Path, split: str, out_dir: Path, count: int = 12) -> None:
     """Draw the detections (score >= 0.3) of the first ``count`` images of ``split`` into ``out_dir``."""
-    from ..data import build_dataset, load_data_config
-    from .predict import Predictor, predict_sources
-
     dataset = build_dataset(load_data_config(data_yaml), split)
     predict_sources(Predictor(weights, conf=0.3), dataset.paths[:count], out_dir, save_json=False, progress=False)
 
@@ -44,8 +44,6 @@ def run_demo(
     ``shapes``: keyword arguments for ``generate_shapes`` (default: ``DEMO_TRAIN_IMAGES`` training images drawn
     at the model's input size, so that the data loader has nothing to resize).
     """
-    from ..data.shapes import generate_shapes
-
     start = time.perf_counter()
     run = load_run_config(config, list(overrides))
     input_size = model_config(run.preset, **run.model).input_size
