@@ -20,6 +20,7 @@ from ssd.engine.evaluate import run_evaluation
 from ssd.engine.train import train
 from ssd.errors import SSDError
 
+
 @pytest.fixture(scope="module")
 def shapes_yaml(tmp_path_factory):
     root = tmp_path_factory.mktemp("shapes")

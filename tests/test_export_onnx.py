@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import ssd
-from model_helpers import CLASS_NAMES, TINY
+from model_helpers import CLASS_NAMES, TINY_128
 from ssd.export.onnx import (
     export_onnx,
     read_export_info,
@@ -21,7 +21,7 @@ from ssd.postprocess import non_max_suppression
 def tiny_model(**overrides) -> ssd.SSD:
     """The tiny SSD, whose class scores are close to uniform but distinct (no ties between ORT and PyTorch)."""
     torch.manual_seed(0)
-    model = ssd.build_model("ssd300_vgg16", 4, **{**TINY, **overrides}).eval()
+    model = ssd.build_model("ssd300_vgg16", 4, **{**TINY_128, "class_names": CLASS_NAMES, **overrides}).eval()
     with torch.no_grad():
         for layer in model.net.head.conf:
             layer.weight.mul_(0.3)  # logits of std ~1: scores spread over 0..1, no float ties

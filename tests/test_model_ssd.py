@@ -2,7 +2,6 @@ import pytest
 import torch
 
 import ssd
-from model_helpers import TINY
 from ssd.errors import SSDError
 
 
@@ -66,12 +65,12 @@ def test_too_small_input_is_a_clear_error():
         ssd.build_model("ssd300_vgg16", 4, input_size=64)
 
 
-def test_background_prior_sets_the_initial_class_probabilities():
-    model = ssd.build_model("ssd300_vgg16", 4, **dict(TINY, class_names=None), background_prior=0.99)
+def test_background_prior_sets_the_initial_class_probabilities(tiny_128):
+    model = ssd.build_model("ssd300_vgg16", 4, **tiny_128, background_prior=0.99)
     for conv in model.net.head.conf:
         probs = conv.bias.detach().view(-1, 4).softmax(-1)  # every default box of the map, before any input
         torch.testing.assert_close(probs, torch.tensor([[0.99, 0.01 / 3, 0.01 / 3, 0.01 / 3]]).expand_as(probs))
-    zero = ssd.build_model("ssd300_vgg16", 4, **dict(TINY, class_names=None))
+    zero = ssd.build_model("ssd300_vgg16", 4, **tiny_128)
     assert all(not conv.bias.any() for conv in zero.net.head.conf)  # the paper's zero biases by default
     with pytest.raises(SSDError, match="background_prior"):
-        ssd.build_model("ssd300_vgg16", 4, **dict(TINY, class_names=None), background_prior=1.0)
+        ssd.build_model("ssd300_vgg16", 4, **tiny_128, background_prior=1.0)

@@ -1,0 +1,128 @@
+"""Device choice, DistInfo, and the rank helpers alone and in a real two-process Gloo group."""
+
+import json
+import os
+import socket
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from ssd.engine.distributed import (
+    DistInfo,
+    any_process,
+    broadcast_object,
+    cleanup,
+    gather_to_main,
+    init_distributed,
+    max_over_processes,
+    select_device,
+)
+from ssd.errors import SSDError
+
+
+@pytest.fixture
+def cpu_only(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+
+
+@pytest.fixture
+def fake_cuda(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+
+
+@pytest.mark.parametrize("name", [None, "", "auto"])
+def test_auto_picks_the_cpu_without_accelerators(cpu_only, name):
+    assert select_device(name) == torch.device("cpu")
+
+
+def test_auto_picks_the_local_ranks_gpu_when_cuda_is_there(fake_cuda):
+    assert select_device("auto", local_rank=3) == torch.device("cuda", 3)
+
+
+def test_named_devices(fake_cuda):
+    assert select_device("cpu", local_rank=1) == torch.device("cpu")
+    assert select_device("cuda", local_rank=2) == torch.device("cuda", 2)  # the local rank's GPU
+    assert select_device("cuda:1", local_rank=2) == torch.device("cuda", 1)  # an explicit index wins
+
+
+@pytest.mark.parametrize("name", ["gpu0", "cuda:x"])
+def test_a_bad_device_name_is_an_error_naming_it(name):
+    with pytest.raises(SSDError, match=f"unknown device '{name}'; use auto, cpu"):
+        select_device(name)
+
+
+@pytest.mark.parametrize("name", ["cuda", "cuda:0"])
+def test_cuda_without_cuda_is_an_error(cpu_only, name):
+    with pytest.raises(SSDError, match=f"device '{name}' asked for, but CUDA is not available"):
+        select_device(name)
+
+
+def test_dist_info_properties():
+    single = DistInfo()
+    assert (single.rank, single.world_size, single.device) == (0, 1, torch.device("cpu"))
+    assert single.is_main and not single.distributed
+    assert DistInfo(rank=0, world_size=2).is_main and DistInfo(rank=0, world_size=2).distributed
+    other = DistInfo(rank=1, world_size=2, local_rank=1)
+    assert not other.is_main and other.distributed
+
+
+def test_without_a_process_group_the_helpers_are_identities(monkeypatch, cpu_only):
+    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    info = init_distributed("auto")
+    assert info == DistInfo(0, 1, 0, torch.device("cpu")) and not dist.is_initialized()
+    assert any_process(info, True, False, 0) == (True, False, False)
+    assert max_over_processes(info, 1.5, -2.0) == (1.5, -2.0)
+    items, obj = [{"a": 1}, 2], {"key": [1, 2]}
+    assert gather_to_main(items) is items and broadcast_object(obj) is obj
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _worker(rank: int, world_size: int, port: int, out: str) -> None:
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank)
+    )
+    torch.set_num_threads(1)
+    info = init_distributed("cpu")
+    try:
+        result = {
+            "info": [info.rank, info.world_size, info.local_rank, str(info.device), info.is_main, info.distributed],
+            "max": max_over_processes(info, float(rank), 10.0 - rank, -1.0),
+            "any": any_process(info, rank == 1, rank == 0, False),
+            "broadcast": broadcast_object({"from": rank, "values": [rank] * 3}),
+            "gathered": gather_to_main([f"r{rank}a", f"r{rank}b"] if rank == 0 else [f"r{rank}a"]),
+        }
+    finally:
+        cleanup()
+    (Path(out) / f"rank{rank}.json").write_text(json.dumps(result))
+
+
+def test_helpers_in_a_two_process_gloo_group(tmp_path):
+    # forked, the processes start at once with torch and ssd imported (spawned, each re-imports them: ~7 s on 2
+    # cores); they run neither CUDA nor OpenMP work, which a fork could not carry over
+    args = (2, _free_port(), str(tmp_path))
+    context = mp.start_processes(_worker, args=args, nprocs=2, join=False, start_method="fork")
+    deadline = time.monotonic() + 120
+    while not context.join(timeout=2):
+        if time.monotonic() > deadline:
+            for process in context.processes:
+                process.kill()
+            pytest.fail("the two Gloo processes did not finish within 120 s")
+    results = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    assert results[0]["info"] == [0, 2, 0, "cpu", True, True]
+    assert results[1]["info"] == [1, 2, 1, "cpu", False, True]
+    for result in results:
+        assert result["max"] == [1.0, 10.0, -1.0]
+        assert result["any"] == [True, True, False]
+        assert result["broadcast"] == {"from": 0, "values": [0, 0, 0]}
+        assert result["gathered"] == ["r0a", "r0b", "r1a"]  # rank order, every rank's list whole
