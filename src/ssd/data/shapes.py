@@ -110,7 +110,7 @@ def _write_images(job: tuple[str, str, int, int, int, int]) -> None:
     """Draw and write images ``lo..hi-1`` of one split: JPEG and VOC XML."""
     folder, split, lo, hi, size, seed = job
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the drawing is many tiny tensor ops: more threads only spin (10x slower when busy)
+    torch.set_num_threads(1)  # the drawing is many tiny tensor ops: more threads only spin
     try:
         for index in range(lo, hi):
             image_id = _image_id(split, index)

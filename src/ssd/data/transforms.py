@@ -12,10 +12,9 @@ Design, in three pieces:
 - The epoch lives in a shared-memory tensor, so ``set_epoch`` in the main process reaches persistent
   loader workers too (they hold copies of the dataset made when they started).
 
-Two of torchvision's steps are subclassed for speed only (same random choices, same results):
-``PhotometricDistort`` (float arithmetic once, a vectorised HSV hue shift) and ``MinIoURandomCrop`` (all trials
-of a round tested at once); together they take the pipeline from ~25 to ~10 ms per 500x375 image on one busy
-core. Warps are bilinear without antialiasing, as in the original Caffe SSD and torchvision's SSD.
+The photometric distortion and the min-IoU crop are torchvision's, computed faster (``ssd.data.fast_augment``:
+same random draws, same results). Warps are bilinear without antialiasing, as in the original Caffe SSD and
+torchvision's SSD.
 
 A bad sample (the base dataset's ``load_sample`` raises ``DataError``, or ``dataset[i]`` returns ``None``)
 becomes ``None``, which ``loader.collate`` drops; each bad index is logged once and counted in ``num_skipped``.
@@ -36,10 +35,10 @@ import torchvision.transforms.v2.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
-from torchvision.ops import box_iou
 
 from ..errors import DataError
 from ..images import resize_to_square
+from .fast_augment import MinIoURandomCrop, PhotometricDistort
 
 log = logging.getLogger(__name__)
 
@@ -78,93 +77,6 @@ def _orig_size(image: Tensor) -> Tensor:
 def _aligned_fields(data: dict[str, Any]) -> tuple[Tensor, Tensor]:
     """The per-box tensors that ``SanitizeBoundingBoxes`` must filter together with the boxes."""
     return data["labels"], data["difficult"]
-
-
-def adjust_hue(image: Tensor, hue_factor: float) -> Tensor:
-    """Rotate the HSV hue of float ``[3, H, W]`` RGB in 0..1 by ``hue_factor`` turns (-0.5..0.5).
-
-    The same numbers as ``torchvision``'s ``adjust_hue`` (to 1e-6) in a few vectorised passes, about 4x faster:
-    V (max) and chroma (max - min) are kept, and each channel is rebuilt from the shifted hue sector.
-    """
-    maxc = image.amax(0)  # [H, W]
-    chroma = maxc - image.amin(0)
-    r, g, b = image.unbind(0)
-    # 0/1 float masks of the channel holding the max (in-place arithmetic: torch.where and temporaries are slow)
-    is_r = torch.eq(r, maxc, out=torch.empty_like(maxc))
-    is_g = torch.eq(g, maxc, out=torch.empty_like(maxc)).mul_(1 - is_r)
-    is_b = 1 - is_r - is_g
-    hue6 = (is_r * (g - b)).add_(is_g * (b - r)).add_(is_b * (r - g)).div_(chroma.clamp_min(1e-12))
-    hue6.add_(2 * is_g).add_(4 * is_b).add_(6 * hue_factor)  # hue in sixths of a turn, shifted
-    k = image.new_tensor([5.0, 3.0, 1.0]).view(3, 1, 1) + hue6  # [3, H, W]
-    k.sub_(torch.floor(k / 6).mul_(6))  # k mod 6
-    return torch.minimum(k, 4 - k).clamp_(0, 1).mul_(-chroma).add_(maxc)
-
-
-class PhotometricDistort(T.RandomPhotometricDistort):
-    """torchvision's SSD photometric distortion (same random choices and order), computed faster.
-
-    The image is converted to float once instead of at every step (float in, float out; uint8 in, uint8 out), and
-    hue uses ``adjust_hue`` above: torchvision's was most of the pipeline's time.
-    """
-
-    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
-        if not isinstance(inpt, tv_tensors.Image):
-            return inpt
-        x = F.to_dtype(inpt.as_subclass(Tensor), torch.float32, scale=True)
-        if params["brightness_factor"] is not None:
-            x = F.adjust_brightness(x, params["brightness_factor"])
-        if params["contrast_factor"] is not None and params["contrast_before"]:
-            x = F.adjust_contrast(x, params["contrast_factor"])
-        if params["saturation_factor"] is not None:
-            x = F.adjust_saturation(x, params["saturation_factor"])
-        if params["hue_factor"] is not None:
-            x = adjust_hue(x, params["hue_factor"])
-        if params["contrast_factor"] is not None and not params["contrast_before"]:
-            x = F.adjust_contrast(x, params["contrast_factor"])
-        if params["channel_permutation"] is not None:
-            x = x[params["channel_permutation"]]
-        return tv_tensors.wrap(F.to_dtype(x, inpt.dtype, scale=True), like=inpt)
-
-
-class MinIoURandomCrop(T.RandomIoUCrop):
-    """torchvision's ``RandomIoUCrop`` (the paper's sampler) with its trials drawn and tested in one batch.
-
-    Each round picks an option (min IoU 0.0 = any, 0.1 ... 0.9, or 1.0 = keep the whole image), then draws
-    ``trials`` crops of 0.3..1 of each side with aspect ratio 0.5..2, and takes the first one that holds at least
-    one box centre (strictly inside) and overlaps such a box with IoU >= the option. Boxes whose centre is outside
-    the crop are zeroed by the parent's ``transform``: follow with ``SanitizeBoundingBoxes`` to drop them.
-    torchvision loops over trials in Python, which costs several ms an image.
-    """
-
-    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
-        boxes = next(x for x in flat_inputs if isinstance(x, tv_tensors.BoundingBoxes))
-        orig_h, orig_w = boxes.canvas_size
-        boxes_xyxy = F.convert_bounding_box_format(
-            boxes.as_subclass(Tensor), boxes.format, tv_tensors.BoundingBoxFormat.XYXY
-        ).float()  # [N, 4]
-        centres = (boxes_xyxy[:, :2] + boxes_xyxy[:, 2:]) / 2  # [N, 2] x, y
-        while True:
-            min_iou = self.options[int(torch.randint(len(self.options), ()))]
-            if min_iou >= 1.0:
-                return {}
-            scale = self.min_scale + (self.max_scale - self.min_scale) * torch.rand(self.trials, 2)
-            size = (scale * torch.tensor([orig_w, orig_h])).floor()  # [T, 2] w, h (int() truncation)
-            top_left = ((torch.tensor([orig_w, orig_h]) - size) * torch.rand(self.trials, 2)).floor()  # [T, 2]
-            crops_xyxy = torch.cat([top_left, top_left + size], dim=1)  # [T, 4]
-            aspect = size[:, 0] / size[:, 1]
-            ok = (size > 0).all(1) & (aspect >= self.min_aspect_ratio) & (aspect <= self.max_aspect_ratio)
-            inside = (  # [T, N]: box centre strictly inside the crop
-                (centres[None, :, 0] > crops_xyxy[:, None, 0])
-                & (centres[None, :, 0] < crops_xyxy[:, None, 2])
-                & (centres[None, :, 1] > crops_xyxy[:, None, 1])
-                & (centres[None, :, 1] < crops_xyxy[:, None, 3])
-            )
-            ious = box_iou(crops_xyxy, boxes_xyxy).masked_fill(~inside, -1.0)  # [T, N]
-            ok &= inside.any(1) & (ious.amax(1) >= min_iou)
-            if ok.any():
-                t = int(ok.nonzero()[0])
-                left, top, width, height = (int(v) for v in (*top_left[t], *size[t]))
-                return dict(top=top, left=left, height=height, width=width, is_within_crop_area=inside[t])
 
 
 class TrainTransform:

@@ -1,7 +1,7 @@
 """YOLO (Ultralytics) layout: ``images/`` and ``labels/`` trees, one ``class cx cy w h`` line per object.
 
 Coordinates are normalised to the image, so every image's size is read from its header when the dataset is
-built (about 0.1 ms per image, no decoding). Class ids are 0-based: label = class id + 1.
+built (the header only, no decoding). Class ids are 0-based: label = class id + 1.
 """
 
 from __future__ import annotations

@@ -17,9 +17,8 @@ from .evaluate import run_evaluation
 from .predict import Predictor, predict_sources
 from .train import train
 
-# The demo trains on freshly drawn images rather than on augmented repeats: drawing costs about 3 ms an image once,
-# while the paper's augmentation would take CPU from the model at every step, and a few epochs of 2,000 images
-# overfit (train mAP 0.73 against 0.45 on val in one 10-minute run).
+# fresh images rather than augmented repeats: drawing one costs less than augmenting it at every step, and a
+# varied training set does not overfit in the demo's 10 minutes (docs/demo.md)
 DEMO_TRAIN_IMAGES = 16_000
 
 

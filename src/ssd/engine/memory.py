@@ -22,13 +22,12 @@ USER_SETTINGS = (
 def keep_freed_memory() -> bool:
     """Tell glibc's malloc to reuse freed memory for the next step's tensors; return whether it was applied.
 
-    By default glibc maps every large block afresh and unmaps it when freed, so each CPU step page-faults its
-    activations in again: the shapes preset's training step spent about 45 ms of its 200 in the kernel (12,000
-    faults), SSD300's batch-8 training step 4.6 s of 15 (1.2 million faults). Here every block comes from the heap
-    (no mmap) and up to 1 GiB of freed memory stays there: the SSD300 step took 11.7 s, batch-8 inference 3.5 s
-    instead of 4.2. The cost: the process keeps the memory of its peak (fragmentation may add to it) instead of
-    returning it, as do forked DataLoader workers. Process-wide, so only the ``ssd`` commands that run models call
-    it (train, eval, predict, demo); a no-op outside Linux glibc or when the user set malloc's environment variables.
+    The rule: on Linux with glibc, every block comes from the heap (no mmap) and up to 1 GiB of freed memory stays
+    there, unless the user set malloc's environment variables. By default glibc maps each large block afresh and
+    unmaps it when freed, so every CPU step page-faults its activations in again. The cost: the process keeps the
+    memory of its peak (fragmentation may add to it), as do forked DataLoader workers. Process-wide, so only the
+    ``ssd`` commands that run models call it (train, eval, predict, demo). ``benchmarks/bench_speed_patches.py``
+    measures a step with and without it; ``benchmarks/results.md`` holds the figures.
     """
     if not sys.platform.startswith("linux") or any(name in os.environ for name in USER_SETTINGS):
         return False
