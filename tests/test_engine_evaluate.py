@@ -1,6 +1,8 @@
+"""predict_dataset: detections mapped back to each original image, empty batches skipped."""
+
 import torch
 
-from ssd.engine.evaluate import format_table, predict_dataset
+from ssd.engine.evaluate import predict_dataset
 
 
 def test_predict_dataset_maps_boxes_back_and_skips_empty_batches():
@@ -26,11 +28,3 @@ def test_predict_dataset_maps_boxes_back_and_skips_empty_batches():
     dets, targets = predict_dataset(detector, loader, torch.device("cpu"), progress=False)
     assert len(dets) == len(targets) == 2
     torch.testing.assert_close(dets[0]["boxes"], torch.tensor([[0.0, 0.0, 200.0, 50.0]]))
-
-
-def test_format_table_lists_classes_gt_and_mean():
-    results = {"voc07": {"map": 0.5, "per_class": {1: 0.25, 2: None}, "num_gt": {1: 3, 2: 0}}}
-    lines = format_table(results, ["__background__", "cat", "dog"]).splitlines()
-    assert lines[1].split() == ["cat", "3", "0.2500"]
-    assert lines[2].split() == ["dog", "0", "-"]
-    assert lines[-1].split() == ["mean", "3", "0.5000"]

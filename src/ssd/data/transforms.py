@@ -74,7 +74,7 @@ def _orig_size(image: Tensor) -> Tensor:
     return torch.tensor(image.shape[-2:], dtype=torch.int64)  # [2] = H, W
 
 
-def _aligned_fields(data: dict[str, Any]) -> tuple[Tensor, Tensor]:
+def aligned_fields(data: dict[str, Any]) -> tuple[Tensor, Tensor]:
     """The per-box tensors that ``SanitizeBoundingBoxes`` must filter together with the boxes."""
     return data["labels"], data["difficult"]
 
@@ -106,7 +106,7 @@ class TrainTransform:
     ) -> None:
         self.input_size = input_size
         self.mean_rgb = tuple(mean_rgb)
-        keep_valid = T.SanitizeBoundingBoxes(labels_getter=_aligned_fields)
+        keep_valid = T.SanitizeBoundingBoxes(labels_getter=aligned_fields)
         # zoom_out_max=1, random_crop=False or photometric=False lighten the recipe (e.g. for data whose objects
         # are already small, or synthetic data plentiful enough that the CPU is better spent on the model)
         self.photometric = PhotometricDistort(p=0.5) if photometric else None

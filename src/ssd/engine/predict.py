@@ -10,6 +10,7 @@ import glob
 import json
 import os
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -194,57 +195,80 @@ def predict_sources(
     show = progress if progress is not None else len(images) > 1 or bool(videos)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    outputs = _OutputNames(out_dir)
-    entries: list[dict[str, Any]] = []
-    detections: list[dict[str, Tensor]] = []
-    image_ids: list[int | str] = []
-    written: list[str] = []
+    results = _Results(_OutputNames(out_dir))
+    _predict_images(predictor, images, results, save_images, show and bool(images))
+    for path in videos:
+        _predict_video_file(predictor, path, results, save_images, show, lone=len(videos) == 1 and not images)
+    return results.write(out_dir, len(images), len(videos), save_json, coco_json)
 
-    bar = tqdm(total=len(images), desc="predict", unit="img", disable=not (show and images), dynamic_ncols=True)
+
+@dataclass
+class _Results:
+    """What ``predict_sources`` collects: one JSON entry, detection and COCO image id per image or frame."""
+
+    outputs: _OutputNames
+    entries: list[dict[str, Any]] = field(default_factory=list)
+    detections: list[dict[str, Tensor]] = field(default_factory=list)
+    image_ids: list[int | str] = field(default_factory=list)
+    written: list[str] = field(default_factory=list)
+    frames: int = 0
+
+    def add(self, entry: dict[str, Any], det: dict[str, Any], image_id: int | str) -> None:
+        self.entries.append(entry)
+        self.detections.append(det)
+        self.image_ids.append(image_id)
+
+    def write(self, out_dir: Path, images: int, videos: int, save_json: bool, coco_json: bool) -> dict[str, Any]:
+        """Write the JSON files asked for; return the summary of the run."""
+        summary: dict[str, Any] = {
+            "images": images,
+            "videos": videos,
+            "frames": self.frames,
+            "detections": sum(len(det["scores"]) for det in self.detections),
+            "out_dir": str(out_dir),
+            "outputs": self.written,
+            "predictions_json": None,
+            "coco_json": None,
+        }
+        if save_json:
+            summary["predictions_json"] = str(out_dir / "predictions.json")
+            (out_dir / "predictions.json").write_text(json.dumps(self.entries))
+        if coco_json:
+            summary["coco_json"] = str(out_dir / "detections_coco.json")
+            coco = to_coco_results(self.detections, self.image_ids)
+            (out_dir / "detections_coco.json").write_text(json.dumps(coco))
+        return summary
+
+
+def _predict_images(predictor: Predictor, images: list[Path], results: _Results, save: bool, show: bool) -> None:
+    """Detections for image files, ``batch_size`` at a time; with ``save``, each drawn into the output folder."""
+    bar = tqdm(total=len(images), desc="predict", unit="img", disable=not show, dynamic_ncols=True)
     for start in range(0, len(images), predictor.batch_size):
         paths = images[start : start + predictor.batch_size]
         pixels = [read_image(p) for p in paths]
         for path, image, det in zip(paths, pixels, predictor.detect(pixels)):
             suffix = path.suffix if path.suffix.lower() in SAVABLE_SUFFIXES else ".png"
-            out_path = outputs.claim(path, path.stem + suffix)
-            if save_images:
+            out_path = results.outputs.claim(path, path.stem + suffix)
+            if save:
                 save_image(_draw(image, det, predictor.class_names), out_path)
-                written.append(str(out_path))
-            entries.append({"path": str(path), **_json_detections(det, image)})
-            detections.append(det)
-            image_ids.append(int(out_path.stem) if out_path.stem.isdigit() else out_path.stem)
+                results.written.append(str(out_path))
+            image_id = int(out_path.stem) if out_path.stem.isdigit() else out_path.stem
+            results.add({"path": str(path), **_json_detections(det, image)}, det, image_id)
         bar.update(len(paths))
     bar.close()
 
-    frames = 0
-    lone_video = len(videos) == 1 and not images
-    for path in videos:
-        out_path = outputs.claim(path, f"{path.stem}_pred.mp4")
-        for frame, image, det in _predict_video(predictor, path, out_path if save_images else None, show):
-            entries.append({"path": str(path), "frame": frame, **_json_detections(det, image)})
-            detections.append(det)
-            image_ids.append(frame if lone_video else f"{out_path.stem[: -len('_pred')]}_{frame}")
-            frames += 1
-        if save_images:
-            written.append(str(out_path))
 
-    summary: dict[str, Any] = {
-        "images": len(images),
-        "videos": len(videos),
-        "frames": frames,
-        "detections": sum(len(det["scores"]) for det in detections),
-        "out_dir": str(out_dir),
-        "outputs": written,
-        "predictions_json": None,
-        "coco_json": None,
-    }
-    if save_json:
-        summary["predictions_json"] = str(out_dir / "predictions.json")
-        (out_dir / "predictions.json").write_text(json.dumps(entries))
-    if coco_json:
-        summary["coco_json"] = str(out_dir / "detections_coco.json")
-        (out_dir / "detections_coco.json").write_text(json.dumps(to_coco_results(detections, image_ids)))
-    return summary
+def _predict_video_file(
+    predictor: Predictor, path: Path, results: _Results, save: bool, show: bool, lone: bool
+) -> None:
+    """Detections for every frame of one video; frames are numbered, prefixed by the video's name unless ``lone``."""
+    out_path = results.outputs.claim(path, f"{path.stem}_pred.mp4")
+    for frame, image, det in _predict_video(predictor, path, out_path if save else None, show):
+        image_id = frame if lone else f"{out_path.stem[: -len('_pred')]}_{frame}"
+        results.add({"path": str(path), "frame": frame, **_json_detections(det, image)}, det, image_id)
+        results.frames += 1
+    if save:
+        results.written.append(str(out_path))
 
 
 class _OutputNames:
