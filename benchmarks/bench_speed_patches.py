@@ -1,7 +1,5 @@
 """Each CPU speed patch of the package measured on and off, interleaved; prints a markdown table of medians.
 
-- batch norm: the shapes preset's training step (batch 8, channels-last) with ``ssd.model.batchnorm.BatchNorm2d``
-  against the same model with PyTorch's ``nn.BatchNorm2d``;
 - fast augmentation: the paper's training augmentation of one 500x375 image with ``ssd.data.fast_augment``'s
   photometric distortion and min-IoU crop against torchvision's;
 - keeping freed memory: the same training step in fresh processes with and without
@@ -25,19 +23,14 @@ from ssd.build import build_model
 from ssd.config import load_run_config
 from ssd.data.dataset import Sample
 from ssd.data.transforms import TrainTransform, aligned_fields
-from ssd.model.batchnorm import BatchNorm2d
 from timing import Variant, interleaved
 
 
-def shapes_training_step(row_kernel: bool, batch: int = 8, seed: int = 0) -> Variant:
-    """One AdamW step of the shapes preset on random images; with PyTorch's batch norm when not ``row_kernel``."""
+def shapes_training_step(batch: int = 8, seed: int = 0) -> Variant:
+    """One AdamW step of the shapes preset (channels-last, as its config trains) on random images."""
     run = load_run_config("shapes")
     torch.manual_seed(seed)
     model = build_model(run.preset, 7, **run.model).train().to(memory_format=torch.channels_last)
-    if not row_kernel:
-        for module in model.modules():
-            if isinstance(module, BatchNorm2d):
-                module.__class__ = torch.nn.BatchNorm2d
     size = model.config.input_size
     generator = torch.Generator().manual_seed(seed)
     images = [torch.rand(3, size, size, generator=generator) for _ in range(batch)]
@@ -80,7 +73,7 @@ from bench_speed_patches import shapes_training_step
 from ssd.engine.memory import keep_freed_memory
 if sys.argv[1] == "on":
     assert keep_freed_memory()
-step = shapes_training_step(row_kernel=True)
+step = shapes_training_step()
 for _ in range(3):
     step()
 times = []
@@ -114,14 +107,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7, help="interleaved rounds per measurement")
     parser.add_argument("--out", help="also write the table to this file")
     args = parser.parse_args()
-    batch_norm = interleaved(
-        {"row kernel": shapes_training_step(True), "PyTorch kernel": shapes_training_step(False)}, args.rounds
-    )
     augment = interleaved({"fast": augmentation(True), "torchvision": augmentation(False)}, args.rounds)
     for times in augment.values():  # ten images per call
         times[:] = [t / 10 for t in times]
     measurements = {
-        "batch norm, shapes training step (batch 8)": (batch_norm, "row kernel", "PyTorch kernel"),
         "augmentation, one 500x375 image": (augment, "fast", "torchvision"),
         "malloc, shapes training step (batch 8)": (malloc_medians(args.rounds), "keep freed memory", "glibc default"),
     }

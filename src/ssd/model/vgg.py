@@ -8,8 +8,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .batchnorm import BatchNorm2d
-
 # conv1_1 .. conv4_3; "M" max-pool, "C" max-pool in ceil mode (pool3, so conv4_3 is 38x38 at 300)
 VGG16_TO_CONV4_3: list[int | str] = [64, 64, "M", 128, 128, "M", 256, 256, 256, "C", 512, 512, 512]
 
@@ -27,7 +25,7 @@ class L2Norm(nn.Module):
 
 def _conv_block(in_ch: int, out_ch: int, batch_norm: bool, **conv_args: int) -> list[nn.Module]:
     conv = nn.Conv2d(in_ch, out_ch, bias=not batch_norm, **conv_args)
-    return [conv, BatchNorm2d(out_ch), nn.ReLU(inplace=True)] if batch_norm else [conv, nn.ReLU(inplace=True)]
+    return [conv, nn.BatchNorm2d(out_ch), nn.ReLU(inplace=True)] if batch_norm else [conv, nn.ReLU(inplace=True)]
 
 
 class VGG16Base(nn.Module):
