@@ -39,3 +39,13 @@ def tiny_model_with_spread_scores() -> ssd.SSD:
         for layer in model.net.head.conf:
             layer.weight.mul_(0.3)
     return model
+
+
+def export_detection_and_raw(model: ssd.SSD, folder) -> dict:
+    """The model exported to ONNX twice, unverified: ``{"detections": path, "raw": path}`` in ``folder``."""
+    from ssd.export import export_onnx
+
+    return {
+        "detections": export_onnx(model, folder / "tiny.onnx", verify=False),
+        "raw": export_onnx(model, folder / "tiny_raw.onnx", raw=True, verify=False),
+    }

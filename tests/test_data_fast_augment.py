@@ -10,12 +10,8 @@ from torch import Tensor
 from torchvision import tv_tensors
 from torchvision.ops import box_iou
 
-from data_helpers import make_sample
-from ssd.data.dataset import Sample
 from ssd.data.fast_augment import MinIoURandomCrop, PhotometricDistort, adjust_hue
-from ssd.data.transforms import (
-    seeded,
-)
+from ssd.data.transforms import seeded
 
 
 @pytest.fixture(autouse=True)
@@ -25,27 +21,6 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-# label k is painted in COLOURS[k]; boxes do not overlap and each label is used once
-COLOURS = {1: (255, 0, 0), 2: (0, 255, 0), 3: (0, 0, 255), 4: (255, 255, 0), 5: (0, 255, 255)}
-BOXES = torch.tensor(
-    [[8.0, 10.0, 40.0, 50.0], [50.0, 6.0, 90.0, 30.0], [100.0, 40.0, 150.0, 110.0], [10.0, 70.0, 60.0, 115.0]]
-)
-
-
-def painted_sample(height: int = 120, width: int = 160, crowd_label: int | None = None) -> Sample:
-    """Black image with each box filled in its label's colour; difficult = even label; optional crowd box."""
-    boxes, labels = BOXES.clone(), torch.tensor([1, 2, 3, 4])
-    iscrowd = torch.zeros(4, dtype=torch.bool)
-    if crowd_label is not None:
-        boxes = torch.cat([boxes, torch.tensor([[60.0, 60.0, 95.0, 100.0]])])
-        labels = torch.cat([labels, torch.tensor([crowd_label])])
-        iscrowd = torch.cat([iscrowd, torch.tensor([True])])
-    image = torch.zeros(3, height, width, dtype=torch.uint8)
-    for box, label in zip(boxes.long().tolist(), labels.tolist()):
-        image[:, box[1] : box[3], box[0] : box[2]] = torch.tensor(COLOURS[label], dtype=torch.uint8)[:, None, None]
-    return make_sample(image, boxes, labels, labels % 2 == 0, iscrowd, image_id=7)
 
 
 def many_boxes(n: int = 40) -> tuple[tv_tensors.Image, tv_tensors.BoundingBoxes]:

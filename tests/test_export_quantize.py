@@ -9,8 +9,8 @@ import pytest
 import torch
 
 import ssd
-from model_helpers import tiny_model_with_spread_scores
-from ssd.export import OnnxRuntimeDetector, export_onnx, quantize_onnx_int8, read_export_info
+from model_helpers import export_detection_and_raw, tiny_model_with_spread_scores
+from ssd.export import OnnxRuntimeDetector, quantize_onnx_int8, read_export_info
 
 QUANTIZE_LOGGER = "ssd.export.quantize"
 
@@ -22,11 +22,7 @@ def model() -> ssd.SSD:
 
 @pytest.fixture(scope="module")
 def files(model, tmp_path_factory) -> dict[str, Path]:
-    folder = tmp_path_factory.mktemp("onnx")
-    return {
-        "detections": export_onnx(model, folder / "tiny.onnx", verify=False),
-        "raw": export_onnx(model, folder / "tiny_raw.onnx", raw=True, verify=False),
-    }
+    return export_detection_and_raw(model, tmp_path_factory.mktemp("onnx"))
 
 
 def calibration_images() -> list[torch.Tensor]:

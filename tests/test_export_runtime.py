@@ -6,8 +6,8 @@ import pytest
 import torch
 
 import ssd
-from model_helpers import CLASS_NAMES, tiny_model_with_spread_scores
-from ssd.export import OnnxRuntimeDetector, export_onnx
+from model_helpers import CLASS_NAMES, export_detection_and_raw, tiny_model_with_spread_scores
+from ssd.export import OnnxRuntimeDetector
 
 
 @pytest.fixture(scope="module")
@@ -17,11 +17,7 @@ def model() -> ssd.SSD:
 
 @pytest.fixture(scope="module")
 def files(model, tmp_path_factory) -> dict[str, Path]:
-    folder = tmp_path_factory.mktemp("onnx")
-    return {
-        "detections": export_onnx(model, folder / "tiny.onnx", verify=False),
-        "raw": export_onnx(model, folder / "tiny_raw.onnx", raw=True, verify=False),
-    }
+    return export_detection_and_raw(model, tmp_path_factory.mktemp("onnx"))
 
 
 def images_of_different_sizes() -> list[torch.Tensor]:
