@@ -85,7 +85,7 @@ def train(
         data = build_training_data(run, data_cfg, train_set, model, dist_info)
         state = TrainState.create(run, model, dist_info.device)
         if saved is not None:
-            state.restore(saved, run_dir / "last.pt" if resume is None else checkpoint_path(resume))
+            state.restore(saved, checkpoint_path(resume))
         if dist_info.is_main:
             write_run_config(run_dir, run, model)
             log.info("run folder %s; %d training images, lr %.3g", run_dir, len(train_set), run.train.scaled_lr)
