@@ -27,3 +27,12 @@ def tiny_96() -> dict:
 def tiny_128() -> dict:
     """A fresh copy of ``model_helpers.TINY_128``: ModelConfig overrides of a 128-pixel SSD with batch norm."""
     return copy.deepcopy(TINY_128)
+
+
+@pytest.fixture
+def one_thread():
+    """One intra-op thread for the test, then the previous count again."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -13,14 +13,8 @@ from torchvision.ops import box_iou
 from ssd.data.fast_augment import MinIoURandomCrop, PhotometricDistort, adjust_hue
 from ssd.data.transforms import seeded
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small images: intra-op threads only add overhead (and stall on a busy machine), as in loader workers."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# small images: intra-op threads only add overhead (and stall on a busy machine), as in loader workers
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def many_boxes(n: int = 40) -> tuple[tv_tensors.Image, tv_tensors.BoundingBoxes]:

@@ -23,14 +23,8 @@ from ssd.data.transforms import (
 )
 from ssd.errors import DataError
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small images: intra-op threads only add overhead (and stall on a busy machine), as in loader workers."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# small images: intra-op threads only add overhead (and stall on a busy machine), as in loader workers
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # label k is painted in COLOURS[k]; boxes do not overlap and each label is used once

@@ -63,19 +63,20 @@ def check_image(image: Tensor) -> None:
 
 
 def resize_to_square(images: Sequence[Tensor], size: int) -> Tensor:
-    """Float images ``[3, H, W]`` warped to ``Tensor[B, 3, size, size]``, ignoring the aspect ratio.
+    """Images ``[3, H, W]`` in 0..1 warped to float32 ``Tensor[B, 3, size, size]``, ignoring the aspect ratio.
 
     Bilinear without antialiasing, as the original Caffe SSD and torchvision's SSD resize; images already at
-    ``size`` are not touched, and a batch of one shape is resized in one call.
+    ``size`` are not resized, and a batch of one shape is resized in one call.
     """
     if not images:
         raise SSDError("need at least one image")
     for image in images:
         check_image(image)
+    images = [image.float() for image in images]
     if all(img.shape[-2:] == (size, size) for img in images):
-        return torch.stack(list(images))
+        return torch.stack(images)
     if all(img.shape == images[0].shape for img in images):
-        return _bilinear(torch.stack(list(images)), size)
+        return _bilinear(torch.stack(images), size)
     return torch.cat([_bilinear(img[None], size) for img in images])
 
 

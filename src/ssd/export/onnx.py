@@ -236,7 +236,7 @@ def verify_onnx(
     size = model.config.input_size
     if not images:
         images = list(torch.rand(3, 3, size, size, generator=torch.Generator().manual_seed(0)))
-    batch = resize_to_square([img.float() for img in images], size)
+    batch = resize_to_square(images, size)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     worst = 0.0
     for n in (1, 3):

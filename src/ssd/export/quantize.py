@@ -34,7 +34,7 @@ class _ImageReader(CalibrationDataReader):
     """Feeds calibration images one by one, warped to the model's input size."""
 
     def __init__(self, images: list[Tensor], size: int) -> None:
-        self._batches: Iterator[Tensor] = iter(resize_to_square([img.float() for img in images], size).split(1))
+        self._batches: Iterator[Tensor] = iter(resize_to_square(images, size).split(1))
 
     def get_next(self) -> dict | None:
         batch = next(self._batches, None)

@@ -66,7 +66,7 @@ class OnnxRuntimeDetector:
     def __call__(self, images: list[Tensor]) -> list[dict[str, Tensor]]:
         """Detections for ``images`` (one ONNX Runtime run for the whole list), boxes in original pixels."""
         image_sizes = [(int(img.shape[-2]), int(img.shape[-1])) for img in images]
-        batch = resize_to_square([img.float() for img in images], self.input_size)
+        batch = resize_to_square(images, self.input_size)
         outputs = [torch.from_numpy(o) for o in self.session.run(None, {INPUT_NAME: to_numpy_images(batch)})]
         if self.raw:
             return self._postprocess_raw(outputs, image_sizes)
