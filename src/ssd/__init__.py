@@ -5,7 +5,8 @@ from .checkpoint import load, save
 from .config import ModelConfig
 from .engine.predict import Predictor
 from .errors import DataError, SSDError
-from .interop import from_torchvision, load_vgg16_imagenet, vgg16_from_imagenet
+from .backbone_weights import load_backbone_weights, load_vgg16_imagenet, vgg16_from_imagenet
+from .interop import from_torchvision
 from .metrics import evaluate
 from .model.ssd import SSD, SSDNet
 from .presets import PRESETS, model_config
@@ -28,4 +29,5 @@ __all__ = [
     "model_config",
     "vgg16_from_imagenet",
     "load_vgg16_imagenet",
+    "load_backbone_weights",
 ]

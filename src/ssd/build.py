@@ -1,4 +1,4 @@
-"""``build_model``: an SSD from a preset name, optionally with ImageNet VGG-16 weights in its base."""
+"""``build_model``: an SSD from a preset name, optionally with torchvision's ImageNet weights in its base."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 from torch import Tensor
 
-from .interop import load_vgg16_imagenet
+from .backbone_weights import load_backbone_weights
 from .model.ssd import SSD
 from .presets import model_config
 
@@ -21,12 +21,16 @@ def build_model(
 ) -> SSD:
     """An SSD from preset ``name`` (see ``ssd.PRESETS``) with ``num_classes`` including background.
 
-    ``backbone_weights``: torchvision's ImageNet VGG-16 state dict or file, converted as in the paper.
+    ``backbone_weights``: torchvision's ImageNet state dict or file of the backbone (``vgg16``, converted as in
+    the paper, ``mobilenet_v3_large``, ``mobilenet_v2`` or ``resnet50``). With them MobileNetV3 keeps its full
+    tail, as torchvision's SSDLite does, unless ``reduced_tail`` is given.
     Any ``ModelConfig`` field can be overridden, e.g. ``input_size=512`` or ``score_thresh=0.3``.
     """
     if num_classes is not None:
         overrides["num_classes"] = num_classes
+    if backbone_weights is not None:
+        overrides.setdefault("reduced_tail", False)
     model = SSD(model_config(name, **overrides))
     if backbone_weights is not None:
-        load_vgg16_imagenet(model, backbone_weights)
+        load_backbone_weights(model, backbone_weights)
     return model

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import Tensor
 
 from .config import ModelConfig
-from .errors import DataError
+from .errors import DataError, SSDError
 from .model.ssd import SSD
 
 FORMAT_VERSION = 1
@@ -78,3 +80,20 @@ def load_matching_weights(model: SSD, source: str | os.PathLike[str]) -> tuple[i
         raise DataError(source, "no tensor of this checkpoint fits the model (another architecture?)")
     model.load_state_dict(fitting, strict=False)
     return len(fitting), sorted(set(own) - set(fitting))
+
+
+def read_state_dict(source: str | os.PathLike[str] | Mapping[str, Tensor]) -> Mapping[str, Tensor]:
+    """A state dict given as such, or read from a file (a plain state dict or an ssd-detector checkpoint)."""
+    if isinstance(source, Mapping):
+        return source
+    try:
+        state = torch.load(source, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise SSDError(f"{source}: weights file not found") from None
+    except Exception as exc:
+        raise SSDError(f"{source}: cannot read weights ({type(exc).__name__}: {exc})") from None
+    if isinstance(state, dict) and "model" in state and "config" in state:
+        state = state["model"]
+    if not isinstance(state, Mapping):
+        raise SSDError(f"{source}: not a state dict (a mapping of names to tensors)")
+    return state

@@ -16,6 +16,10 @@ from .errors import DataError, SSDError
 from .metrics import METRICS
 
 
+BACKBONES = ("vgg16", "mobilenet_v3_large", "mobilenet_v2", "resnet50")
+HEADS = ("conv", "separable")
+
+
 @dataclass
 class ModelConfig:
     """Everything needed to rebuild an SSD: architecture, default boxes, loss and inference settings.
@@ -28,9 +32,13 @@ class ModelConfig:
     num_classes: int = 21  # including background at index 0
     class_names: list[str] | None = None
     input_size: int = 300
-    width: float = 1.0  # channel multiplier of the VGG base and the extra layers (1.0 = the paper)
-    batch_norm: bool = False  # batch norm after every conv of the base (not in the paper; helps training from scratch)
-    # extra feature layers after conv7: [mid_channels, out_channels, kernel, stride, padding]
+    backbone: str = "vgg16"  # one of BACKBONES
+    head: str = "conv"  # conv: the paper's 3x3 convolutions | separable: SSDLite's depthwise 3x3 + BN + ReLU6, 1x1
+    width: float = 1.0  # channel multiplier of the base and the extra layers (1.0 = the paper; not for resnet50)
+    batch_norm: bool = False  # VGG only: batch norm after every conv (not in the paper; helps training from scratch)
+    reduced_tail: bool = False  # MobileNetV3 only: halve the C4/C5 channels (torchvision's SSDLite from scratch)
+    # extra feature layers after the base: [mid_channels, out_channels, kernel, stride, padding], built in the
+    # backbone's style (VGG: 1x1 + kxk conv; MobileNets: 1x1 + depthwise kxk + 1x1; ResNet: with batch norm)
     extras: list[list[int]] = field(
         default_factory=lambda: [[256, 512, 3, 2, 1], [128, 256, 3, 2, 1], [128, 256, 3, 1, 0], [128, 256, 3, 1, 0]]
     )
@@ -83,8 +91,14 @@ class ModelConfig:
             value = getattr(self, key)
             if value is not None and len(value) != k:
                 raise SSDError(f"model.{key} needs {k} values (one per feature map), got {len(value)}")
-        if len(self.extras) != k - 2:
-            raise SSDError(f"model.extras needs {k - 2} layers for {k} feature maps, got {len(self.extras)}")
+        if self.backbone not in BACKBONES:
+            raise SSDError(f"model.backbone must be one of {', '.join(BACKBONES)}, got {self.backbone!r}")
+        if self.head not in HEADS:
+            raise SSDError(f"model.head must be one of {', '.join(HEADS)}, got {self.head!r}")
+        if any(len(row) != 5 for row in self.extras):
+            raise SSDError("model.extras rows are [mid_channels, out_channels, kernel, stride, padding]")
+        if self.backbone == "resnet50" and self.width != 1.0:
+            raise SSDError("model.width must be 1.0 for the resnet50 backbone")
         if len(self.variances) != 4 or len(self.image_mean) != 3 or len(self.image_std) != 3:
             raise SSDError("model.variances needs 4 values and image_mean/image_std 3 each")
         if self.width <= 0:

@@ -1,12 +1,19 @@
-"""Multibox heads: one 3x3 conv per source map for box offsets (4k) and one for class scores (C k)."""
+"""Multibox heads: per source map, one predictor of box offsets (4k) and one of class scores (C k).
+
+A predictor is the paper's 3x3 convolution or SSDLite's separable one (depthwise 3x3 + batch norm + ReLU6,
+then a 1x1 convolution).
+"""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
+from torchvision.ops.misc import Conv2dNormActivation
+
+SEPARABLE_INIT_STD = 0.03  # SSDLite's normal(0, 0.03) for every conv of a separable head
 
 
 def _flatten(outputs: Tensor, values_per_box: int) -> Tensor:
@@ -19,6 +26,7 @@ class MultiboxHead(nn.Module):
     """Predicts, for every default box, 4 offsets and ``num_classes`` scores (background at index 0).
 
     ``background_prior``: start every box at this softmax probability of background (None: zero biases).
+    ``separable``: SSDLite's predictors, with ``norm_layer`` as their batch norm.
     """
 
     def __init__(
@@ -27,28 +35,41 @@ class MultiboxHead(nn.Module):
         boxes_per_location: Sequence[int],
         num_classes: int,
         background_prior: float | None = None,
+        separable: bool = False,
+        norm_layer: Callable[[int], nn.Module] = nn.BatchNorm2d,
     ) -> None:
         super().__init__()
         self.num_classes = num_classes
         self.background_prior = background_prior
-        self.loc = nn.ModuleList(
-            nn.Conv2d(c, k * 4, kernel_size=3, padding=1) for c, k in zip(in_channels, boxes_per_location)
-        )
-        self.conf = nn.ModuleList(
-            nn.Conv2d(c, k * num_classes, kernel_size=3, padding=1) for c, k in zip(in_channels, boxes_per_location)
-        )
+        self.separable = separable
+
+        def predictor(channels: int, outputs: int) -> nn.Module:
+            if not separable:
+                return nn.Conv2d(channels, outputs, kernel_size=3, padding=1)
+            depthwise = Conv2dNormActivation(
+                channels, channels, kernel_size=3, groups=channels, norm_layer=norm_layer, activation_layer=nn.ReLU6
+            )
+            return nn.Sequential(depthwise, nn.Conv2d(channels, outputs, kernel_size=1))
+
+        self.loc = nn.ModuleList(predictor(c, k * 4) for c, k in zip(in_channels, boxes_per_location))
+        self.conf = nn.ModuleList(predictor(c, k * num_classes) for c, k in zip(in_channels, boxes_per_location))
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
-                nn.init.xavier_uniform_(m.weight)
-                nn.init.zeros_(m.bias)
+                if self.separable:
+                    nn.init.normal_(m.weight, mean=0.0, std=SEPARABLE_INIT_STD)
+                else:
+                    nn.init.xavier_uniform_(m.weight)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
         if self.background_prior is not None:
             # softmax([b, 0, ..., 0])[0] = p  <=>  b = log(p (C - 1) / (1 - p))
             p, others = self.background_prior, self.num_classes - 1
-            for conv in self.conf:
-                conv.bias.data.view(-1, self.num_classes)[:, 0] = math.log(p * others / (1 - p))
+            for predictor in self.conf:
+                last = predictor[-1] if self.separable else predictor
+                last.bias.data.view(-1, self.num_classes)[:, 0] = math.log(p * others / (1 - p))
 
     def forward(self, features: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
         """``loc: Tensor[B, P, 4]`` and ``conf: Tensor[B, P, C]`` for feature maps in source order."""

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from functools import partial
 
 import torch
 from torch import Tensor, nn
@@ -13,9 +14,9 @@ from ..errors import SSDError
 from ..images import check_image, resize_to_square
 from ..loss import MultiBoxLoss
 from ..postprocess import PostProcessSettings, postprocess
+from .backbones import build_backbone
 from .heads import MultiboxHead
 from .priors import boxes_per_location, generate_priors
-from .vgg import VGG16Base
 
 
 class SSDNet(nn.Module):
@@ -24,7 +25,7 @@ class SSDNet(nn.Module):
     Same return type in train and eval mode, so it exports to ONNX and compiles cleanly.
     """
 
-    def __init__(self, backbone: VGG16Base, head: MultiboxHead) -> None:
+    def __init__(self, backbone: nn.Module, head: MultiboxHead) -> None:
         super().__init__()
         self.backbone = backbone
         self.head = head
@@ -33,10 +34,10 @@ class SSDNet(nn.Module):
         return self.head(self.backbone(x))
 
 
-def feature_map_sizes(backbone_args: dict[str, Any], input_size: int) -> list[int]:
+def feature_map_sizes(make_backbone: Callable[[], nn.Module], input_size: int) -> list[int]:
     """Side of each source feature map, from a dry run of the backbone on the meta device (no compute)."""
     with torch.device("meta"):
-        probe = VGG16Base(**backbone_args).eval()
+        probe = make_backbone().eval()
         try:
             sources = probe(torch.empty(1, 3, input_size, input_size))
         except RuntimeError as exc:
@@ -63,17 +64,21 @@ class SSD(nn.Module):
         super().__init__()
         config.validate()
         self.config = config
-        backbone_args = dict(
-            extras=config.extras, width=config.width, batch_norm=config.batch_norm, l2norm_scale=config.l2norm_scale
-        )
-        self.feature_sizes = feature_map_sizes(backbone_args, config.input_size)
+        make_backbone = partial(build_backbone, config)
+        self.feature_sizes = feature_map_sizes(make_backbone, config.input_size)
         if len(self.feature_sizes) != len(config.aspect_ratios):
             raise SSDError(
-                f"model has {len(self.feature_sizes)} feature maps but aspect_ratios lists {len(config.aspect_ratios)}"
+                f"model.backbone {config.backbone} with {len(config.extras)} extra layers gives "
+                f"{len(self.feature_sizes)} feature maps, but model.aspect_ratios lists {len(config.aspect_ratios)}"
             )
-        backbone = VGG16Base(**backbone_args)
+        backbone = make_backbone()
         head = MultiboxHead(
-            backbone.out_channels, boxes_per_location(config.aspect_ratios), config.num_classes, config.background_prior
+            backbone.out_channels,
+            boxes_per_location(config.aspect_ratios),
+            config.num_classes,
+            config.background_prior,
+            separable=config.head == "separable",
+            norm_layer=backbone.norm_layer,
         )
         self.net = SSDNet(backbone, head)
 

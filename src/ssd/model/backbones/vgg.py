@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .blocks import conv_block, conv_extras, xavier_init
+
 # conv1_1 .. conv4_3; "M" max-pool, "C" max-pool in ceil mode (pool3, so conv4_3 is 38x38 at 300)
 VGG16_TO_CONV4_3: list[int | str] = [64, 64, "M", 128, 128, "M", 256, 256, 256, "C", 512, 512, 512]
 
@@ -23,11 +25,6 @@ class L2Norm(nn.Module):
         return F.normalize(x, dim=1) * self.weight.view(1, -1, 1, 1)
 
 
-def _conv_block(in_ch: int, out_ch: int, batch_norm: bool, **conv_args: int) -> list[nn.Module]:
-    conv = nn.Conv2d(in_ch, out_ch, bias=not batch_norm, **conv_args)
-    return [conv, nn.BatchNorm2d(out_ch), nn.ReLU(inplace=True)] if batch_norm else [conv, nn.ReLU(inplace=True)]
-
-
 class VGG16Base(nn.Module):
     """VGG-16 up to conv7 plus extra layers; ``forward`` returns the source feature maps of the heads.
 
@@ -35,6 +32,8 @@ class VGG16Base(nn.Module):
     ``vgg16().features[:23]`` and ``conv5_to_7`` holds pool4, conv5_x, pool5, conv6 and conv7 in order,
     so ImageNet and torchvision-SSD weights map onto it key by key (see ``ssd.interop``).
     """
+
+    norm_layer = nn.BatchNorm2d
 
     def __init__(
         self,
@@ -54,7 +53,7 @@ class VGG16Base(nn.Module):
             if item in ("M", "C"):
                 layers.append(nn.MaxPool2d(kernel_size=2, stride=2, ceil_mode=item == "C"))
             else:
-                layers += _conv_block(in_ch, ch(int(item)), batch_norm, kernel_size=3, padding=1)
+                layers += conv_block(in_ch, ch(int(item)), batch_norm, kernel_size=3, padding=1)
                 in_ch = ch(int(item))
         self.features = nn.Sequential(*layers)  # conv1_1 .. relu4_3
         self.l2norm = L2Norm(in_ch, l2norm_scale)
@@ -62,38 +61,26 @@ class VGG16Base(nn.Module):
         fc_ch = ch(1024)
         self.conv5_to_7 = nn.Sequential(
             nn.MaxPool2d(kernel_size=2, stride=2),  # pool4
-            *_conv_block(in_ch, ch(512), batch_norm, kernel_size=3, padding=1),  # conv5_1
-            *_conv_block(ch(512), ch(512), batch_norm, kernel_size=3, padding=1),  # conv5_2
-            *_conv_block(ch(512), ch(512), batch_norm, kernel_size=3, padding=1),  # conv5_3
+            *conv_block(in_ch, ch(512), batch_norm, kernel_size=3, padding=1),  # conv5_1
+            *conv_block(ch(512), ch(512), batch_norm, kernel_size=3, padding=1),  # conv5_2
+            *conv_block(ch(512), ch(512), batch_norm, kernel_size=3, padding=1),  # conv5_3
             nn.MaxPool2d(kernel_size=3, stride=1, padding=1),  # pool5, keeps the 19x19 size
-            *_conv_block(ch(512), fc_ch, batch_norm, kernel_size=3, padding=6, dilation=6),  # conv6 (fc6, atrous)
-            *_conv_block(fc_ch, fc_ch, batch_norm, kernel_size=1),  # conv7 (fc7)
+            *conv_block(ch(512), fc_ch, batch_norm, kernel_size=3, padding=6, dilation=6),  # conv6 (fc6, atrous)
+            *conv_block(fc_ch, fc_ch, batch_norm, kernel_size=1),  # conv7 (fc7)
         )
-        blocks = []
-        in_ch = fc_ch
-        for mid, out, kernel, stride, padding in extras:
-            blocks.append(
-                nn.Sequential(
-                    *_conv_block(in_ch, ch(mid), batch_norm, kernel_size=1),
-                    *_conv_block(ch(mid), ch(out), batch_norm, kernel_size=kernel, stride=stride, padding=padding),
-                )
-            )
-            in_ch = ch(out)
-        self.extras = nn.ModuleList(blocks)
-        self.out_channels = [self.l2norm.weight.numel(), fc_ch] + [ch(e[1]) for e in extras]
+        scaled_extras = [[ch(mid), ch(out), *layout] for mid, out, *layout in extras]
+        self.extras = conv_extras(fc_ch, scaled_extras, batch_norm)
+        self.out_channels = [in_ch, fc_ch] + [e[1] for e in scaled_extras]
         self._init_weights()
 
     def _init_weights(self) -> None:
         for m in self.features.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-        for part in (self.conv5_to_7, self.extras):
-            for m in part.modules():
-                if isinstance(m, nn.Conv2d):
-                    nn.init.xavier_uniform_(m.weight)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d) and m.bias is not None:
-                nn.init.zeros_(m.bias)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+        xavier_init(self.conv5_to_7)
+        xavier_init(self.extras)
 
     def forward(self, x: Tensor) -> list[Tensor]:
         x = self.features(x)

@@ -5,7 +5,7 @@ import torch
 import torchvision
 from torch import nn
 
-from ssd.model.vgg import L2Norm, VGG16Base
+from ssd.model.backbones.vgg import L2Norm, VGG16Base
 from ssd.presets import model_config
 
 SSD300_EXTRAS = model_config("ssd300_vgg16").extras
