@@ -1,11 +1,11 @@
 """ssd-detector: the Single Shot MultiBox Detector (Liu et al., ECCV 2016) in PyTorch."""
 
+from .backbone_weights import load_backbone_weights, load_vgg16_imagenet, vgg16_from_imagenet
 from .build import build_model
 from .checkpoint import load, save
 from .config import ModelConfig
 from .engine.predict import Predictor
 from .errors import DataError, SSDError
-from .backbone_weights import load_backbone_weights, load_vgg16_imagenet, vgg16_from_imagenet
 from .interop import from_torchvision
 from .metrics import evaluate
 from .model.ssd import SSD, SSDNet

@@ -15,7 +15,6 @@ import yaml
 from .errors import DataError, SSDError
 from .metrics import METRICS
 
-
 BACKBONES = ("vgg16", "mobilenet_v3_large", "mobilenet_v2", "resnet50")
 HEADS = ("conv", "separable")
 
