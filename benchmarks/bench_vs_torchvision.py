@@ -1,4 +1,5 @@
-"""Our SSD300 against torchvision's ``ssd300_vgg16`` with the same weights, side by side; prints a markdown table.
+"""Our SSD300 or SSDLite against torchvision's ``ssd300_vgg16`` / ``ssdlite320_mobilenet_v3_large`` with the same
+weights, side by side; prints a markdown table.
 
 Every variant runs on the same images, interleaved round by round (so a slower or busier moment hits all
 variants alike); the table reports medians and ratios to torchvision. Peak memory is measured in a fresh
@@ -6,6 +7,7 @@ process per variant, since a process's peak resident size only grows. With ``--w
 the VOC07 mAP of each inference mode of a trained checkpoint.
 
     python benchmarks/bench_vs_torchvision.py --rounds 7 --out results.md
+    python benchmarks/bench_vs_torchvision.py --model ssdlite320_mobilenet_v3_large --classes 91
 """
 
 from __future__ import annotations
@@ -18,8 +20,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from torch import Tensor
-from torchvision.models.detection import ssd300_vgg16
+from torch import Tensor, nn
+from torchvision.models.detection import ssd300_vgg16, ssdlite320_mobilenet_v3_large
 
 from ssd.checkpoint import load
 from ssd.data import build_dataset, load_data_config
@@ -34,8 +36,10 @@ from ssd.export.runtime import OnnxRuntimeDetector
 from ssd.interop import from_torchvision
 from timing import Variant, interleaved, rows
 
+ARCHITECTURES = ("ssd300_vgg16", "ssdlite320_mobilenet_v3_large")
 
-def torchvision_ssd(num_classes: int, seed: int = 0) -> torch.nn.Module:
+
+def torchvision_ssd(num_classes: int, seed: int = 0) -> nn.Module:
     """torchvision's SSD300 with random weights (nothing is downloaded), in eval mode."""
     torch.manual_seed(seed)
     model = ssd300_vgg16(weights=None, weights_backbone=None, num_classes=num_classes).eval()
@@ -45,27 +49,50 @@ def torchvision_ssd(num_classes: int, seed: int = 0) -> torch.nn.Module:
     return model
 
 
+def torchvision_ssdlite(num_classes: int, seed: int = 0) -> nn.Module:
+    """torchvision's SSDLite320 with random weights, in eval mode, its batch-norm statistics measured on random
+    images: with the running statistics of a fresh model, SSDLite's normal(0, 0.03) weights shrink the signal
+    layer by layer and every score comes out 1 / num_classes."""
+    torch.manual_seed(seed)
+    model = ssdlite320_mobilenet_v3_large(weights=None, weights_backbone=None, num_classes=num_classes)
+    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # a cumulative average over the calibration batch
+    model.train()
+    with torch.no_grad():
+        images = (torch.rand(8, 3, 320, 320, generator=torch.Generator().manual_seed(seed)) - 0.5) / 0.5
+        model.head(list(model.backbone(images).values()))
+    for norm in norms:
+        norm.momentum = 0.03
+    return model.eval()
+
+
+def torchvision_detector(architecture: str, num_classes: int) -> nn.Module:
+    return (torchvision_ssd if architecture == "ssd300_vgg16" else torchvision_ssdlite)(num_classes)
+
+
 def inference_variants(
-    num_classes: int, batches: list[int], workdir: Path, fastest: bool = True
+    num_classes: int, batches: list[int], workdir: Path, fastest: bool = True, architecture: str = "ssd300_vgg16"
 ) -> dict[int, dict[str, Variant]]:
     """For each batch size, end-to-end detection (480x360 images in, detections out) per implementation.
 
     The models are built (and exported, and quantised) once and shared by all batch sizes.
     """
 
-    tv = torchvision_ssd(num_classes)
+    tv = torchvision_detector(architecture, num_classes)
     models: dict[str, Callable[[list[Tensor]], object]] = {"torchvision fp32": tv}
-    models["ours fp32"] = from_torchvision(tv.state_dict()).eval()
-    models["ours fp32 channels-last"] = from_torchvision(tv.state_dict()).eval().to(memory_format=torch.channels_last)
+    models["ours fp32"] = from_torchvision(tv.state_dict()).to(memory_format=torch.contiguous_format)
+    models["ours fp32 channels-last"] = from_torchvision(tv.state_dict()).to(memory_format=torch.channels_last)
     if native_bf16():  # without AVX-512 BF16 / AMX, oneDNN emulates bf16 and it only costs time
         models["ours bf16 channels-last"] = with_precision(
             models["ours fp32 channels-last"], "bf16", torch.device("cpu")
         )
-    onnx_path = export_onnx(models["ours fp32"], workdir / "ssd300.onnx", verify=False)
+    onnx_path = export_onnx(models["ours fp32"], workdir / "model.onnx", verify=False)
     models["ours onnxruntime fp32"] = OnnxRuntimeDetector(onnx_path, providers=["CPUExecutionProvider"])
     calibration = [torch.rand(3, 360, 480, generator=torch.Generator().manual_seed(100 + i)) for i in range(8)]
     if fastest:
-        int8_path = quantize_onnx_int8(onnx_path, workdir / "ssd300.int8.onnx", calibration)
+        int8_path = quantize_onnx_int8(onnx_path, workdir / "model.int8.onnx", calibration)
         models["ours onnxruntime int8"] = OnnxRuntimeDetector(int8_path, providers=["CPUExecutionProvider"])
 
     def run(model: Callable[[list[Tensor]], object], images: list[Tensor]) -> Variant:
@@ -90,15 +117,17 @@ def native_bf16() -> bool:
 TRAINING_VARIANTS = ("torchvision fp32", "ours fp32", "ours fp32 channels-last")
 
 
-def training_variants(num_classes: int, batch: int, names: tuple[str, ...] = TRAINING_VARIANTS) -> dict[str, Variant]:
+def training_variants(
+    num_classes: int, batch: int, names: tuple[str, ...] = TRAINING_VARIANTS, architecture: str = "ssd300_vgg16"
+) -> dict[str, Variant]:
     """One SGD step (forward, loss, backward, update) on ``batch`` 300x300 images with two boxes each, for each of
     ``names`` (all with torchvision's random weights); only the models named are built."""
-    tv = torchvision_ssd(num_classes).train()
+    tv = torchvision_detector(architecture, num_classes).train()
     models: dict[str, torch.nn.Module] = {}
     if "torchvision fp32" in names:
         models["torchvision fp32"] = tv
     if "ours fp32" in names:
-        models["ours fp32"] = from_torchvision(tv.state_dict()).train()
+        models["ours fp32"] = from_torchvision(tv.state_dict()).train().to(memory_format=torch.contiguous_format)
     if "ours fp32 channels-last" in names:
         models["ours fp32 channels-last"] = (
             from_torchvision(tv.state_dict()).train().to(memory_format=torch.channels_last)
@@ -125,18 +154,20 @@ def training_variants(num_classes: int, batch: int, names: tuple[str, ...] = TRA
     return {name: step(models[name]) for name in names}
 
 
-def _peak_rss_worker(kind: str, impl: str, num_classes: int, batch: int, queue: multiprocessing.Queue) -> None:
+def _peak_rss_worker(
+    kind: str, impl: str, num_classes: int, batch: int, architecture: str, queue: multiprocessing.Queue
+) -> None:
     torch.set_num_threads(torch.get_num_threads())
     if kind == "inference":
-        tv = torchvision_ssd(num_classes)
-        model = tv if impl == "torchvision" else from_torchvision(tv.state_dict()).eval()
+        tv = torchvision_detector(architecture, num_classes)
+        model = tv if impl == "torchvision" else from_torchvision(tv.state_dict())
         del tv
         images = [torch.rand(3, 360, 480) for _ in range(batch)]
         with torch.inference_mode():
             model(images)
     else:
         # both models exist in both measurements (ours is built from torchvision's weights), so they cancel out
-        variants = training_variants(num_classes, batch, names=("torchvision fp32", "ours fp32"))
+        variants = training_variants(num_classes, batch, ("torchvision fp32", "ours fp32"), architecture)
         variants["torchvision fp32" if impl == "torchvision" else "ours fp32"]()
     queue.put(_peak_rss_mib())
 
@@ -153,11 +184,11 @@ def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def peak_memory_mib(kind: str, impl: str, num_classes: int, batch: int) -> float:
+def peak_memory_mib(kind: str, impl: str, num_classes: int, batch: int, architecture: str = "ssd300_vgg16") -> float:
     """Peak resident memory (MiB) of a fresh process doing one inference or one training step."""
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
-    proc = ctx.Process(target=_peak_rss_worker, args=(kind, impl, num_classes, batch, queue))
+    proc = ctx.Process(target=_peak_rss_worker, args=(kind, impl, num_classes, batch, architecture, queue))
     proc.start()
     proc.join()
     if proc.exitcode != 0 or queue.empty():
@@ -175,31 +206,32 @@ def run_bench(
     fastest: bool = True,
     weights: str | Path | None = None,
     data: str | Path | None = None,
+    architecture: str = "ssd300_vgg16",
 ) -> str:
     """Measure and return the markdown table (also written to ``out`` if given); with ``weights`` and ``data`` also
     the accuracy of each inference mode on the data's test split."""
     lines = [
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, SSD300 with {num_classes} classes, "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {architecture} with {num_classes} classes, "
         f"medians of {rounds} interleaved rounds; ratio = time / torchvision's time (lower is better).",
         "",
         "| what | variant | ms per image | images/s | ratio |",
         "|---|---|---|---|---|",
     ]
     with tempfile.TemporaryDirectory() as tmp:
-        variants = inference_variants(num_classes, [1, batch], Path(tmp), fastest)
+        variants = inference_variants(num_classes, [1, batch], Path(tmp), fastest, architecture)
         for n, label in ((1, "latency, batch 1"), (batch, f"throughput, batch {batch}")):
             for name, ms, ips, ratio in rows(interleaved(variants[n], rounds), n, "torchvision fp32"):
                 lines.append(f"| {label} | {name} | {ms:.1f} | {ips:.2f} | {ratio:.2f} |")
     if training:
-        steps = interleaved(training_variants(num_classes, batch), max(2, rounds // 2))
+        steps = interleaved(training_variants(num_classes, batch, architecture=architecture), max(2, rounds // 2))
         for name, ms, ips, ratio in rows(steps, batch, "torchvision fp32"):
             lines.append(f"| training step, batch {batch} | {name} | {ms:.1f} | {ips:.2f} | {ratio:.2f} |")
     if memory:
         lines += ["", "| peak resident memory (MiB) | torchvision | ours | ratio |", "|---|---|---|---|"]
         for kind, label in (("inference", "inference, batch 1"), ("training", f"training step, batch {batch}")):
             n = 1 if kind == "inference" else batch
-            tv_mib = peak_memory_mib(kind, "torchvision", num_classes, n)
-            our_mib = peak_memory_mib(kind, "ours", num_classes, n)
+            tv_mib = peak_memory_mib(kind, "torchvision", num_classes, n, architecture)
+            our_mib = peak_memory_mib(kind, "ours", num_classes, n, architecture)
             lines.append(f"| {label} | {tv_mib:.0f} | {our_mib:.0f} | {our_mib / tv_mib:.2f} |")
     if not native_bf16():
         lines += [
@@ -232,6 +264,7 @@ def accuracy_of_modes(weights: str | Path, data: str | Path, split: str = "test"
         fp32 = export_onnx(model, folder / "model.onnx", verify=False)
         int8 = quantize_onnx_int8(fp32, folder / "model.int8.onnx", calibration)
         channels_last = load(weights).to(memory_format=torch.channels_last)
+        model.to(memory_format=torch.contiguous_format)
         modes: dict[str, Callable[[list[Tensor]], list[dict[str, Tensor]]]] = {
             "pytorch fp32": model,
             "pytorch fp32 channels-last": channels_last,
@@ -254,6 +287,7 @@ def accuracy_of_modes(weights: str | Path, data: str | Path, split: str = "test"
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="ssd300_vgg16", choices=ARCHITECTURES, help="the torchvision detector")
     parser.add_argument("--classes", type=int, default=21, help="number of classes including background (default 21)")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds per measurement")
     parser.add_argument("--batch", type=int, default=8, help="batch for throughput and the training step")
@@ -266,7 +300,7 @@ def main() -> None:
     args = parser.parse_args()
     table = run_bench(
         args.classes, args.rounds, args.batch, args.out, memory=not args.no_memory, training=not args.no_training,
-        fastest=not args.no_int8, weights=args.weights, data=args.data,
+        fastest=not args.no_int8, weights=args.weights, data=args.data, architecture=args.model,
     )  # fmt: skip
     print(table, end="")
 

@@ -1,10 +1,15 @@
 import pytest
 import torch
-from torchvision.models import vgg16
 from torchvision.models.detection import ssd300_vgg16
+from torchvision.models.detection.image_list import ImageList
+from torchvision.ops import box_convert
 
 import ssd
+from bench_vs_torchvision import torchvision_ssdlite
 from ssd.errors import SSDError
+from ssd.layout import apply_layout
+
+CPU = torch.device("cpu")
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +39,7 @@ def test_same_detections_as_torchvision(torchvision_ssd, tmp_path):
 
 
 def test_same_head_outputs_as_torchvision(torchvision_ssd):
-    ours = ssd.from_torchvision(torchvision_ssd.state_dict())
+    ours = apply_layout(ssd.from_torchvision(torchvision_ssd.state_dict()), CPU, training=False, setting=False)
     x = torch.randn(2, 3, 300, 300) * 50
     with torch.no_grad():
         features = list(torchvision_ssd.backbone(x).values())
@@ -45,42 +50,34 @@ def test_same_head_outputs_as_torchvision(torchvision_ssd):
 
 
 def test_rejects_other_state_dicts():
-    with pytest.raises(SSDError, match="not a torchvision ssd300_vgg16"):
+    with pytest.raises(SSDError, match="not a torchvision ssd300_vgg16 or ssdlite320_mobilenet_v3_large"):
         ssd.from_torchvision({"foo": torch.zeros(1)})
 
 
 @pytest.fixture(scope="module")
-def imagenet_vgg_state():
-    torch.manual_seed(0)
-    return vgg16(weights=None).state_dict()
+def torchvision_lite():
+    return torchvision_ssdlite(num_classes=91)
 
 
-def test_imagenet_fc6_fc7_decimation(imagenet_vgg_state):
-    converted = ssd.vgg16_from_imagenet(imagenet_vgg_state)
-    conv6, conv7 = converted["conv5_to_7.8.weight"], converted["conv5_to_7.10.weight"]
-    assert conv6.shape == (1024, 512, 3, 3) and conv7.shape == (1024, 1024, 1, 1)
-    fc6 = imagenet_vgg_state["classifier.0.weight"].view(4096, 512, 7, 7)
-    fc7 = imagenet_vgg_state["classifier.3.weight"]
-    # every 4th filter; fc6 taps 0, 3, 6 of the 7x7 window; fc7 every 4th input too
-    assert torch.equal(conv6[5, 7, 1, 2], fc6[20, 7, 3, 6])
-    assert torch.equal(conv6[1023, 0, 2, 0], fc6[4092, 0, 6, 0])
-    assert torch.equal(conv7[3, 10, 0, 0], fc7[12, 40])
-    assert torch.equal(converted["conv5_to_7.8.bias"][3], imagenet_vgg_state["classifier.0.bias"][12])
-    # conv5_1 comes from features.24, conv1_1 keeps its index
-    assert torch.equal(converted["conv5_to_7.1.weight"], imagenet_vgg_state["features.24.weight"])
-    assert torch.equal(converted["features.0.weight"], imagenet_vgg_state["features.0.weight"])
+def test_ssdlite_has_torchvision_parameters_and_default_boxes(torchvision_lite):
+    ours = ssd.from_torchvision(torchvision_lite.state_dict())
+    assert sum(p.numel() for p in ours.parameters()) == 3_440_060
+    assert ours.config.reduced_tail and ours.num_classes == 91
+    features = list(torchvision_lite.backbone(torch.zeros(1, 3, 320, 320)).values())
+    image_list = ImageList(torch.zeros(1, 3, 320, 320), [(320, 320)])
+    anchors_xyxy = torchvision_lite.anchor_generator(image_list, features)[0]
+    torch.testing.assert_close(box_convert(ours.priors, "cxcywh", "xyxy") * 320, anchors_xyxy, atol=1e-4, rtol=0)
 
 
-def test_build_model_with_imagenet_weights_file(imagenet_vgg_state, tmp_path):
-    path = tmp_path / "vgg16.pth"
-    torch.save(imagenet_vgg_state, path)
-    model = ssd.build_model("ssd300_vgg16", 21, backbone_weights=path)
-    base = model.net.backbone
-    assert torch.equal(base.features[21].weight, imagenet_vgg_state["features.21.weight"])  # conv4_3
-    assert torch.equal(base.conv5_to_7[5].weight, imagenet_vgg_state["features.28.weight"])  # conv5_3
-    assert torch.all(base.l2norm.weight == 20.0)
-
-
-def test_imagenet_weights_need_the_full_width_base(imagenet_vgg_state):
-    with pytest.raises(SSDError, match="width"):
-        ssd.build_model("ssd300_vgg16", 21, width=0.5, backbone_weights=imagenet_vgg_state)
+def test_ssdlite_same_detections_as_torchvision(torchvision_lite, tmp_path):
+    path = tmp_path / "tv_ssdlite.pth"
+    torch.save(torchvision_lite.state_dict(), path)
+    ours = ssd.from_torchvision(path)
+    images = [torch.rand(3, 240, 320), torch.rand(3, 320, 320), torch.rand(3, 411, 199)]
+    with torch.no_grad():
+        expected, got = torchvision_lite(images), ours(images)
+    for e, g in zip(expected, got):
+        assert len(g["scores"]) == len(e["scores"]) == 300
+        same = (g["labels"] == e["labels"]) & ((g["boxes"] - e["boxes"]).abs().amax(dim=1) < 1e-2)
+        assert same.float().mean() >= 0.98
+        assert (g["scores"] - e["scores"]).abs().max() < 1e-4

@@ -9,6 +9,7 @@ from typing import Any
 from torch import Tensor
 
 from .backbone_weights import load_backbone_weights
+from .layout import apply_layout
 from .model.ssd import SSD
 from .presets import model_config
 
@@ -25,6 +26,7 @@ def build_model(
     the paper, ``mobilenet_v3_large``, ``mobilenet_v2`` or ``resnet50``). With them MobileNetV3 keeps its full
     tail, as torchvision's SSDLite does, unless ``reduced_tail`` is given.
     Any ``ModelConfig`` field can be overridden, e.g. ``input_size=512`` or ``score_thresh=0.3``.
+    The model is on the CPU, in train mode and in the memory layout that is fastest for training (``ssd.layout``).
     """
     if num_classes is not None:
         overrides["num_classes"] = num_classes
@@ -33,4 +35,4 @@ def build_model(
     model = SSD(model_config(name, **overrides))
     if backbone_weights is not None:
         load_backbone_weights(model, backbone_weights)
-    return model
+    return apply_layout(model, model.priors.device, training=True)

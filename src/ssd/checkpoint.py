@@ -13,6 +13,7 @@ from torch import Tensor
 
 from .config import ModelConfig
 from .errors import DataError, SSDError
+from .layout import apply_layout
 from .model.ssd import SSD
 
 FORMAT_VERSION = 1
@@ -56,7 +57,8 @@ def read_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
 
 
 def load(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> SSD:
-    """Rebuild the model saved at ``path``: the checkpoint alone is enough."""
+    """Rebuild the model saved at ``path`` (the checkpoint alone is enough), in eval mode and in the memory layout
+    that is fastest for inference on its device (``ssd.layout``)."""
     ckpt = read_checkpoint(path, map_location)
     config = ModelConfig.from_dict(ckpt["config"], source=f"{path}: config")
     model = SSD(config)
@@ -64,7 +66,7 @@ def load(path: str | os.PathLike[str], map_location: str | torch.device = "cpu")
         model.load_state_dict(ckpt["model"])
     except RuntimeError as exc:
         raise DataError(path, f"weights do not fit the saved config: {exc}") from None
-    return model.eval()
+    return apply_layout(model.eval(), model.priors.device, training=False)
 
 
 def load_matching_weights(model: SSD, source: str | os.PathLike[str]) -> tuple[int, list[str]]:

@@ -160,7 +160,9 @@ class TrainConfig:
     zoom_out_max: float = 4.0  # augmentation: zoom out up to this factor (1 = off), as the paper's "expand"
     random_crop: bool = True  # augmentation: the paper's min-IoU random crop
     photometric: bool = True  # augmentation: the paper's photometric distortions (brightness, contrast, colour)
-    channels_last: bool = False
+    channels_last: bool | str = (
+        "auto"  # memory layout: auto (the faster one for this device, ssd.layout) | true | false
+    )
     sync_bn: bool = True  # SyncBatchNorm across GPUs for models with batch_norm (CUDA only)
     workers: int = 4
     seed: int = 0
@@ -192,6 +194,8 @@ class TrainConfig:
             raise SSDError("train.iterations, batch_size, base_batch_size and checkpoint_interval must be positive")
         if self.eval_interval < 0 or self.workers < 0:
             raise SSDError("train.eval_interval and train.workers must be >= 0 (eval_interval 0: only at the end)")
+        if self.channels_last not in ("auto", True, False):
+            raise SSDError(f"train.channels_last must be auto, true or false, got {self.channels_last!r}")
         if self.eval_metric not in METRICS:
             raise SSDError(f"train.eval_metric must be one of {', '.join(METRICS)}, got {self.eval_metric!r}")
 

@@ -11,6 +11,7 @@ from torch import Tensor
 from .backbone_weights import VGG_CONV5, VGG_CONV6, VGG_CONV7, VGG_FEATURE_CONVS
 from .checkpoint import read_state_dict
 from .errors import SSDError
+from .layout import apply_layout
 from .model.ssd import SSD
 from .presets import ssd300_vgg16_coco, ssdlite320_mobilenet_v3_large
 
@@ -78,6 +79,7 @@ def from_torchvision(source: str | os.PathLike[str] | Mapping[str, Tensor], **ov
 
     ``source`` is the state dict (or a file holding it) of ``torchvision.models.detection.ssd300_vgg16`` or
     ``ssdlite320_mobilenet_v3_large``; the number of classes (and SSDLite's reduced tail) is read from it.
+    The model comes in eval mode, in the memory layout that is fastest for inference (``ssd.layout``).
     """
     state = read_state_dict(source)
     if "backbone.scale_weight" in state and "head.classification_head.module_list.0.weight" in state:
@@ -103,4 +105,4 @@ def from_torchvision(source: str | os.PathLike[str] | Mapping[str, Tensor], **ov
         model.load_state_dict(converted)
     except RuntimeError as exc:
         raise SSDError(f"torchvision weights do not fit: {exc}") from None
-    return model.eval()
+    return apply_layout(model.eval(), model.priors.device, training=False)

@@ -16,6 +16,7 @@ from torch import Tensor
 
 from ..checkpoint import load
 from ..errors import SSDError
+from ..layout import apply_layout
 from ..model.ssd import SSD
 from .distributed import select_device
 
@@ -73,8 +74,9 @@ def load_detector(
     """The detector behind ``weights``: a checkpoint or a built ``SSD`` (backend ``torch``, in ``precision``), or
     an ONNX file (backend ``onnxruntime``, which picks its own provider and takes CPU tensors).
 
-    A checkpoint runs channels-last on the CPU, oneDNN's fastest layout (same detections to float rounding). A
-    built ``SSD`` is put in eval mode and, with ``device="auto"``, stays on the device it is on.
+    A checkpoint runs in the layout that is fastest for inference on its device (``ssd.layout``; the same
+    detections to float rounding). A built ``SSD`` is put in eval mode and, with ``device="auto"``, stays on the
+    device it is on, in its own layout.
     """
     if backend not in BACKENDS:
         raise SSDError(f"unknown backend {backend!r}: use {' or '.join(BACKENDS)}")
@@ -88,9 +90,7 @@ def load_detector(
         if Path(weights).suffix.lower() == ".onnx":
             raise SSDError(f"{weights}: an ONNX file runs with backend='onnxruntime'")
         torch_device = _device(device)
-        model = load(weights).to(torch_device).eval()
-        if torch_device.type == "cpu":
-            model.to(memory_format=torch.channels_last)
+        model = apply_layout(load(weights).to(torch_device), torch_device, training=False)
     names = class_names_or_default(model.config.class_names, model.num_classes)
     return LoadedDetector(with_precision(model, precision, torch_device), names, model.config.input_size, torch_device)
 

@@ -30,6 +30,7 @@ from ..data import build_dataset, load_data_config
 from ..data.loader import build_loader, set_epoch
 from ..data.transforms import AugmentedDataset, EvalTransform, TrainTransform
 from ..errors import SSDError
+from ..layout import apply_layout
 from ..model.ssd import SSD
 from .distributed import DistInfo, any_process, barrier, broadcast_object, cleanup, init_distributed, max_over_processes
 from .evaluate import evaluate_detections, predict_dataset
@@ -151,9 +152,7 @@ def build_training_model(run: RunConfig, class_names: list[str], dist_info: Dist
                 ", ".join(skipped[:6]),
             )
     model.to(dist_info.device)
-    if cfg.channels_last:
-        model.to(memory_format=torch.channels_last)
-    return model
+    return apply_layout(model, dist_info.device, training=True, setting=cfg.channels_last)
 
 
 def build_training_data(run: RunConfig, data_cfg: Any, train_set: Any, model: SSD, dist_info: DistInfo) -> TrainingData:
