@@ -1,5 +1,6 @@
 import pytest
 
+import ssd
 from ssd.config import ModelConfig
 from ssd.errors import SSDError
 from ssd.presets import model_config
@@ -60,6 +61,22 @@ def test_shipped_configs_load_by_name():
     assert voc.train.lr == 0.001 and voc.train.milestones == [80000, 100000] and voc.train.iterations == 120000
     assert load_run_config("ssd512_vgg16_voc0712").preset == "ssd512_vgg16"
     assert load_run_config("ssd300_vgg16_coco").train.eval_metric == "coco"
+
+
+def test_shipped_family_recipes_state_the_published_schedules():
+    from ssd.config import load_run_config
+
+    lite = load_run_config("ssdlite320_mobilenet_v3_large_coco").train
+    assert lite.scaled_lr == 0.15 and lite.schedule == "cosine" and lite.decay_biases_and_norms
+    assert lite.iterations == 660 * 611 and (lite.zoom_out_max, lite.photometric) == (1.0, False)
+    v2 = load_run_config("ssdlite320_mobilenet_v2_coco")
+    assert v2.preset == "ssdlite320_mobilenet_v2" and v2.train.iterations == 600 * 611 and v2.train.lr == 0.015
+    nvidia = load_run_config("ssd300_resnet50_coco").train
+    assert nvidia.scaled_lr == pytest.approx(2.6e-3 * 256 / 32) and not nvidia.decay_biases_and_norms
+    assert nvidia.milestones == [43 * 459, 54 * 459] and nvidia.iterations == 65 * 459
+    for name in ("shapes", "shapes_ssdlite"):
+        run = load_run_config(name)
+        ssd.build_model(run.preset, 7, **run.model)  # every shipped model section builds
 
 
 @pytest.mark.parametrize(

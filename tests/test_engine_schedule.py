@@ -133,6 +133,12 @@ def test_parameter_groups_follow_the_original():
     assert opt.defaults["fused"]  # the CPU has fused kernels
 
 
+def test_torchvision_recipes_decay_biases_and_norms_too():
+    model = ssd.build_model("ssd300_vgg16", 3, width=0.125, batch_norm=True)
+    cfg = TrainConfig(weight_decay=4e-5, bias_lr_factor=1.0, decay_biases_and_norms=True)
+    assert [g["weight_decay"] for g in build_optimizer(model, cfg).param_groups] == [4e-5, 4e-5, 4e-5]
+
+
 @pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
 def test_fused_update_equals_the_reference_update(optimizer):
     """The fused kernel changes the speed, not the step: same weights as PyTorch's for-loop update."""

@@ -148,6 +148,7 @@ class TrainConfig:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     bias_lr_factor: float = 2.0  # biases: twice the learning rate and no weight decay, as in the original
+    decay_biases_and_norms: bool = False  # weight decay on biases and norm weights too (torchvision, mmdetection)
     schedule: str = "step"  # step (x gamma at each milestone) | cosine | wsd (constant, then linear to 0)
     decay_fraction: float = 0.2  # wsd: the share of the run over which the learning rate falls to 0
     milestones: list[int] = field(default_factory=lambda: [80_000, 100_000])

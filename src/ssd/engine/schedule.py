@@ -17,8 +17,8 @@ IMPLEMENTATION_KEYS = ("fused", "foreach")
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     """SGD (the paper) or AdamW; biases get ``bias_lr_factor`` x the learning rate and no weight decay.
 
-    Norm parameters (batch norm, the L2Norm scale) get no weight decay either. On CPU and CUDA the update runs
-    as PyTorch's fused kernel.
+    Norm parameters (batch norm, the L2Norm scale) get no weight decay either, unless ``decay_biases_and_norms``.
+    On CPU and CUDA the update runs as PyTorch's fused kernel.
     """
     decay, no_decay, biases = [], [], []
     for name, param in model.named_parameters():
@@ -31,10 +31,11 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
         else:
             decay.append(param)
     lr = cfg.scaled_lr
+    other_decay = cfg.weight_decay if cfg.decay_biases_and_norms else 0.0
     groups = [
         {"params": decay, "lr": lr, "weight_decay": cfg.weight_decay},
-        {"params": no_decay, "lr": lr, "weight_decay": 0.0},
-        {"params": biases, "lr": lr * cfg.bias_lr_factor, "weight_decay": 0.0},
+        {"params": no_decay, "lr": lr, "weight_decay": other_decay},
+        {"params": biases, "lr": lr * cfg.bias_lr_factor, "weight_decay": other_decay},
     ]
     devices = {param.device.type for group in groups for param in group["params"]}
     fused = devices <= FUSED_DEVICES or None  # None: PyTorch's default implementation
