@@ -1,6 +1,7 @@
 """Multibox heads: output shapes, the order of their outputs against the default boxes, the background prior."""
 
 import math
+from functools import partial
 
 import pytest
 import torch
@@ -87,3 +88,46 @@ def test_reset_parameters_restores_the_prior_and_zero_biases():
     torch.testing.assert_close(head.conf[0].bias.view(4, 3)[:, 0], torch.full((4,), math.log(0.99 * 2 / 0.01)))
     plain = MultiboxHead([8], [4], 3)
     assert not plain.conf[0].bias.any() and plain.conf[0].weight.abs().sum() > 0
+
+
+SSDLITE_NORM = partial(torch.nn.BatchNorm2d, eps=0.001, momentum=0.03)
+
+
+def test_separable_predictors_are_depthwise_3x3_bn_relu6_then_1x1():
+    head = MultiboxHead([8, 16], [4, 6], 5, separable=True, norm_layer=SSDLITE_NORM)
+    for predictors, values in ((head.loc, 4), (head.conf, 5)):
+        for predictor, channels, k in zip(predictors, [8, 16], [4, 6]):
+            (depthwise, norm, act), pointwise = predictor
+            assert isinstance(depthwise, torch.nn.Conv2d) and depthwise.bias is None
+            assert depthwise.kernel_size == (3, 3) and depthwise.padding == (1, 1) and depthwise.stride == (1, 1)
+            assert depthwise.groups == depthwise.in_channels == depthwise.out_channels == channels
+            assert isinstance(norm, torch.nn.BatchNorm2d) and (norm.eps, norm.momentum) == (0.001, 0.03)
+            assert norm.num_features == channels and isinstance(act, torch.nn.ReLU6)
+            assert isinstance(pointwise, torch.nn.Conv2d) and pointwise.kernel_size == (1, 1)
+            assert (pointwise.in_channels, pointwise.out_channels, pointwise.groups) == (channels, k * values, 1)
+
+
+def test_separable_outputs_have_one_row_per_default_box():
+    head = MultiboxHead([8, 16, 12], [4, 6, 4], 5, separable=True)
+    loc, conf = head([torch.rand(2, 8, 5, 5), torch.rand(2, 16, 3, 3), torch.rand(2, 12, 1, 1)])
+    assert loc.shape == (2, 158, 4) and conf.shape == (2, 158, 5)  # 5*5*4 + 3*3*6 + 1*4
+
+
+@pytest.mark.parametrize(("prior", "num_classes"), [(0.99, 4), (0.9, 91)])
+def test_separable_background_prior_is_the_initial_softmax_probability(prior, num_classes):
+    head = MultiboxHead([8, 8], [4, 6], num_classes, background_prior=prior, separable=True).eval()
+    _, conf = head([torch.zeros(1, 8, 3, 3), torch.zeros(1, 8, 2, 2)])  # zero features: the last biases alone
+    probs = conf.softmax(-1)
+    torch.testing.assert_close(probs[..., 0], torch.full((1, 60), prior))
+    torch.testing.assert_close(probs[..., 1:], torch.full((1, 60, num_classes - 1), (1 - prior) / (num_classes - 1)))
+    assert all(not predictor[-1].bias.any() for predictor in head.loc)
+
+
+def test_separable_convs_start_from_normal_with_std_0_03():
+    head = MultiboxHead([256, 128], [6, 6], 21, separable=True)
+    weights = torch.cat([m.weight.detach().flatten() for m in head.modules() if isinstance(m, torch.nn.Conv2d)])
+    assert weights.numel() > 50_000
+    assert abs(weights.mean().item()) < 0.001 and weights.std().item() == pytest.approx(0.03, rel=0.03)
+    # normal, not uniform of the same std (bounded by 0.03 * sqrt 3): about 4.6 % lie beyond two std
+    assert 0.04 < (weights.abs() > 0.06).float().mean().item() < 0.052
+    assert all(not predictor[-1].bias.any() for predictor in [*head.loc, *head.conf])

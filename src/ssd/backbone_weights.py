@@ -65,10 +65,14 @@ def load_vgg16_imagenet(model: SSD, source: str | os.PathLike[str] | Mapping[str
 
 def load_backbone_weights(model: SSD, source: str | os.PathLike[str] | Mapping[str, Tensor]) -> SSD:
     """Initialise ``model``'s base from torchvision's ImageNet classifier of its backbone (a state dict or file)."""
-    if model.config.backbone == "vgg16":
-        return load_vgg16_imagenet(model, source)
+    state = read_state_dict(source)
     try:
-        model.net.backbone.load_imagenet(read_state_dict(source))
+        if model.config.backbone == "vgg16":
+            load_vgg16_imagenet(model, state)
+        else:
+            model.net.backbone.load_imagenet(state)
     except SSDError as exc:
-        raise SSDError(f"{source if not isinstance(source, Mapping) else 'backbone weights'}: {exc}") from None
+        if model.config.reduced_tail:
+            exc = SSDError(f"{exc} (ImageNet weights need the full tail: reduced_tail=False)")
+        raise SSDError(f"{source}: {exc}" if not isinstance(source, Mapping) else str(exc)) from None
     return model

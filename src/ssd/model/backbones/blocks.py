@@ -77,8 +77,9 @@ def load_classifier(classifier: nn.Module, state: Mapping[str, Tensor], name: st
     """``classifier`` (a torchvision ImageNet model) with ``state`` loaded strictly; SSDError on any misfit."""
     try:
         result = classifier.load_state_dict(state, strict=False)
-    except RuntimeError as exc:
-        raise SSDError(f"not torchvision {name} ImageNet weights of this shape: {exc}") from None
+    except RuntimeError as exc:  # torch lists every misfit; the first two say enough
+        first = "; ".join(line.strip() for line in str(exc).splitlines()[1:3])
+        raise SSDError(f"not torchvision {name} ImageNet weights of this shape: {first}") from None
     missing, unexpected = result.missing_keys, result.unexpected_keys
     if missing or unexpected:
         raise SSDError(
