@@ -175,3 +175,42 @@ def test_foreign_onnx_file_is_a_data_error(tmp_path):
     (tmp_path / "broken.onnx").write_bytes(b"not protobuf at all")
     with pytest.raises(ssd.DataError, match="broken.onnx"):
         read_export_info(tmp_path / "broken.onnx")
+
+
+def calibrated(model: ssd.SSD, size: int) -> ssd.SSD:
+    """``model`` in eval mode with batch-norm statistics measured on random images, so that its random weights
+    give spread scores (with a fresh model's statistics SSDLite's small weights give every class 1 / C)."""
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # cumulative average
+    model.train()
+    with torch.no_grad():
+        model.net(torch.randn(4, 3, size, size))
+        model.eval()
+        logit_std = float(model.net(torch.randn(1, 3, size, size))[1].std())
+        for predictor in model.net.head.conf:  # logits of std ~1: no saturated scores, so no ties
+            last = predictor[-1] if isinstance(predictor, torch.nn.Sequential) else predictor
+            last.weight.div_(max(1.0, logit_std))
+    return model
+
+
+@pytest.mark.parametrize("preset", ["ssdlite320_mobilenet_v3_large", "ssdlite320_mobilenet_v2", "ssd300_resnet50"])
+def test_every_family_preset_exports_with_the_same_detections(preset, tmp_path):
+    torch.manual_seed(0)
+    model = ssd.build_model(preset, 4, score_thresh=0.05)
+    size = model.config.input_size
+    model = calibrated(model, size)
+    path = export_onnx(model, tmp_path / f"{preset}.onnx")  # verifies itself against ONNX Runtime too
+    x = torch.rand(2, 3, size, size)
+    boxes, scores, labels, counts = run_onnx(path, x)
+    with torch.no_grad():
+        expected = model(list(x))
+    for i, exp in enumerate(expected):  # float rounding may swap near-equal scores or the last one in or out
+        n = int(counts[i])
+        assert abs(n - len(exp["scores"])) <= 1 and n > 10
+        close = (boxes[i, :n, None] * size - exp["boxes"][None]).abs().amax(dim=2) < 1e-2  # [n_ort, n_torch]
+        found = (close & (labels[i, :n, None] == exp["labels"][None])).any(dim=0)
+        assert found.float().mean() >= 0.98
+        m = min(n, len(exp["scores"]))
+        torch.testing.assert_close(scores[i, :m], exp["scores"][:m], atol=1e-4, rtol=0)
