@@ -84,6 +84,13 @@ def test_coverage_with_a_real_model_layout(tmp_path: Path) -> None:
     assert "default-box coverage" in text and "38x38" in text and "1x1" in text
 
 
+def test_coverage_of_the_ssdlite_preset_by_name(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert run_check_data(str(write_voc(tmp_path)), ["train"], "ssdlite320_mobilenet_v3_large", as_json=True) == 0
+    coverage = json.loads(capsys.readouterr().out)["splits"][0]["coverage"]
+    sizes = [(s["feature_size"], s["num_priors"]) for s in coverage["scales"]]
+    assert sizes == [(20, 2400), (10, 600), (5, 150), (3, 54), (2, 24), (1, 6)]  # 3234 in all, 6 per cell
+
+
 def test_broken_dataset_gives_a_nonzero_exit_status(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     yaml_path = write_voc(tmp_path)
     assert run_check_data(str(yaml_path), None, None, as_json=False) == 0

@@ -147,6 +147,18 @@ def test_fine_tuning_keeps_the_base_and_reinitialises_other_heads(tmp_path):
     assert loaded == len(target.state_dict()) - len(skipped)
 
 
+def test_fine_tuning_an_ssdlite_keeps_the_separable_heads_but_their_last_convolution(tmp_path):
+    source = ssd.build_model("ssdlite320_mobilenet_v3_large", 91)
+    ssd.save(source, tmp_path / "coco.pt")
+    target = ssd.build_model("ssdlite320_mobilenet_v3_large", 4)
+    loaded, skipped = load_matching_weights(target, tmp_path / "coco.pt")
+    assert skipped == [f"net.head.conf.{i}.1.{p}" for i in range(6) for p in ("bias", "weight")]
+    depthwise = target.net.head.conf[3][0]  # depthwise conv + batch norm: class-independent, kept
+    assert torch.equal(depthwise[0].weight, source.net.head.conf[3][0][0].weight)
+    assert torch.equal(depthwise[1].running_var, source.net.head.conf[3][0][1].running_var)
+    assert loaded == len(target.state_dict()) - len(skipped)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -47,7 +47,10 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", help="data YAML (VOC, COCO or YOLO); overrides the config's data")
     p.add_argument("--resume", metavar="RUN_OR_CHECKPOINT", help="continue a run exactly (its folder or last.pt)")
     p.add_argument("--weights", help="start from this checkpoint (fine-tuning; heads re-initialised if classes differ)")
-    p.add_argument("--backbone-weights", help="torchvision VGG-16 ImageNet weights file for the base")
+    p.add_argument(
+        "--backbone-weights",
+        help="torchvision ImageNet weights file of the backbone (vgg16, mobilenet_v3_large, mobilenet_v2, resnet50)",
+    )
     p.add_argument("--project", default="runs", help="parent folder of run folders (default: runs)")
     p.add_argument("--name", help="run folder name (default: the next free runs/trainN)")
     p.add_argument("--exist-ok", action="store_true", help="reuse an existing run folder")

@@ -164,7 +164,7 @@ class TrainConfig:
     channels_last: bool | str = (
         "auto"  # memory layout: auto (the faster one for this device, ssd.layout) | true | false
     )
-    sync_bn: bool = True  # SyncBatchNorm across GPUs for models with batch_norm (CUDA only)
+    sync_bn: bool = True  # SyncBatchNorm across GPUs for models with batch norm (CUDA only)
     workers: int = 4
     seed: int = 0
     train_split: str = "train"
@@ -175,7 +175,7 @@ class TrainConfig:
     keep_difficult: bool = True  # train on VOC 'difficult' objects, as the original did
     skip_bad: bool = True  # skip unreadable samples with a warning instead of stopping
     weights: str | None = None  # start from a checkpoint (another dataset's: heads are re-initialised)
-    backbone_weights: str | None = None  # torchvision ImageNet VGG-16 weights file
+    backbone_weights: str | None = None  # torchvision ImageNet weights file of the backbone
     max_minutes: float | None = None  # stop (and save) after this much training time (evaluations included) in all
     # sessions of the run; schedule_by_time: cosine/wsd progress = max(iteration / iterations, minutes / max_minutes)
     schedule_by_time: bool = False

@@ -184,7 +184,7 @@ def wrap_for_processes(model: SSD, cfg: TrainConfig, dist_info: DistInfo) -> nn.
     """``model`` itself in one process; under torchrun, DDP (with synchronised batch norm on CUDA if asked)."""
     if not dist_info.distributed:
         return model
-    if model.config.batch_norm and cfg.sync_bn and dist_info.device.type == "cuda":
+    if cfg.sync_bn and dist_info.device.type == "cuda":  # a no-op for models without batch norm
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model.loss.normalize_over_processes = True
     device_ids = [dist_info.device.index] if dist_info.device.type == "cuda" else None
