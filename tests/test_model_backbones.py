@@ -139,3 +139,15 @@ def test_maps_and_aspect_ratios_must_agree(preset, extras):
 def test_unknown_backbone_or_head(key, value):
     with pytest.raises(SSDError, match=rf"model\.{key} must be one of .*got '{value}'"):
         ssd.build_model("ssdlite320_mobilenet_v2", **{key: value})
+
+
+@pytest.mark.parametrize(
+    ("preset", "key", "message"),
+    [
+        ("ssd300_resnet50", "reduced_tail", "reduced_tail is for the mobilenet_v3_large backbone"),
+        ("ssdlite320_mobilenet_v2", "batch_norm", "batch_norm is for the vgg16 backbone"),
+    ],
+)
+def test_backbone_specific_keys_are_refused_elsewhere(preset, key, message):
+    with pytest.raises(SSDError, match=message):
+        ssd.model_config(preset, **{key: True})

@@ -98,6 +98,10 @@ class ModelConfig:
             raise SSDError("model.extras rows are [mid_channels, out_channels, kernel, stride, padding]")
         if self.backbone == "resnet50" and self.width != 1.0:
             raise SSDError("model.width must be 1.0 for the resnet50 backbone")
+        if self.reduced_tail and self.backbone != "mobilenet_v3_large":
+            raise SSDError(f"model.reduced_tail is for the mobilenet_v3_large backbone, not {self.backbone}")
+        if self.batch_norm and self.backbone != "vgg16":
+            raise SSDError(f"model.batch_norm is for the vgg16 backbone; {self.backbone} always has batch norm")
         if len(self.variances) != 4 or len(self.image_mean) != 3 or len(self.image_std) != 3:
             raise SSDError("model.variances needs 4 values and image_mean/image_std 3 each")
         if self.width <= 0:
