@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
-from torchvision.ops import batched_nms
+from torchvision.ops import nms
 
 from .boxes import cxcywh_to_xyxy, decode
 from .config import ModelConfig
@@ -52,14 +52,20 @@ def non_max_suppression(boxes_xyxy: Tensor, scores: Tensor, iou_threshold: float
     """
     batch, num_classes, num_boxes = scores.shape
     flat_scores = scores.reshape(-1)  # [B*M*P], index = (b * M + m) * P + p
-    candidates = torch.nonzero(flat_scores > score_threshold).squeeze(1)
+    candidates = torch.nonzero(flat_scores > score_threshold).squeeze(1)  # ascending, so grouped by (b, m)
     group = torch.div(candidates, num_boxes, rounding_mode="floor")  # b * M + m
     box_idx = candidates % num_boxes
     cand_boxes = boxes_xyxy[torch.div(group, num_classes, rounding_mode="floor"), box_idx]
-    # float64: batched_nms separates the groups by offsetting coordinates, which float32 would round
-    kept = batched_nms(cand_boxes.double(), flat_scores[candidates].double(), group, iou_threshold)
-    kept = kept[torch.sort(group[kept], stable=True).indices]  # by group, score order kept inside
-    group, box_idx = group[kept], box_idx[kept]
+    cand_scores = flat_scores[candidates]
+    kept, start = [], 0
+    for count in torch.bincount(group, minlength=batch * num_classes).tolist():  # one NMS per (b, m), as torchvision
+        if count:
+            kept.append(
+                nms(cand_boxes[start : start + count], cand_scores[start : start + count], iou_threshold) + start
+            )
+        start += count
+    kept_idx = torch.cat(kept) if kept else candidates  # by group, best score first inside
+    group, box_idx = group[kept_idx], box_idx[kept_idx]
     return torch.stack([torch.div(group, num_classes, rounding_mode="floor"), group % num_classes, box_idx], dim=1)
 
 
