@@ -206,3 +206,28 @@ def test_resuming_from_a_checkpoint_without_fused_kernels_keeps_them():
     scaler.step(opt)
     scaler.update()
     assert not torch.equal(model[0].weight, before)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_state_saved_in_channels_last_resumes_into_the_default_layout(optimizer):
+    torch.manual_seed(0)
+    saved_conv = torch.nn.Conv2d(8, 8, 3).to(memory_format=torch.channels_last)
+    cfg = TrainConfig(optimizer=optimizer, lr=0.1)
+    saving = build_optimizer(saved_conv, cfg)
+    saved_conv(torch.randn(2, 8, 8, 8)).sum().backward()
+    saving.step()
+    state = copy.deepcopy(saving.state_dict())
+
+    def resumed_step(fused: bool) -> torch.Tensor:
+        conv = torch.nn.Conv2d(8, 8, 3)
+        conv.load_state_dict(saved_conv.state_dict())  # contiguous weights, channels-last buffers in the state
+        opt = build_optimizer(conv, cfg)
+        if not fused:
+            for group in opt.param_groups:
+                group.update(fused=None, foreach=False)
+        load_optimizer_state(opt, copy.deepcopy(state))  # a step updates the loaded step count in place
+        conv.weight.grad, conv.bias.grad = torch.ones_like(conv.weight), torch.ones_like(conv.bias)
+        opt.step()
+        return conv.weight.detach()
+
+    torch.testing.assert_close(resumed_step(fused=True), resumed_step(fused=False))

@@ -55,6 +55,19 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, saved: dict) -> None:
     for group, current in zip(groups, optimizer.param_groups):  # a count mismatch is load_state_dict's to report
         group.update({key: current.get(key) for key in IMPLEMENTATION_KEYS})
     optimizer.load_state_dict({**saved, "param_groups": groups})
+    match_parameter_layouts(optimizer)
+
+
+def match_parameter_layouts(optimizer: torch.optim.Optimizer) -> None:
+    """Give every state tensor (momentum, moments) its parameter's memory layout.
+
+    A run resumed in another layout (``train.channels_last: auto`` on another machine) loads buffers with the
+    strides they were saved with; the fused kernels assume the parameter's strides and would update wrongly.
+    """
+    for param, state in optimizer.state.items():
+        for key, value in state.items():
+            if isinstance(value, torch.Tensor) and value.shape == param.shape and value.stride() != param.stride():
+                state[key] = torch.empty_like(param).copy_(value)
 
 
 def training_progress(iteration: int, cfg: TrainConfig, seconds: float = 0.0) -> float:
