@@ -46,7 +46,7 @@ def images(count: int, seed: int = 0) -> list[Tensor]:
 def inference_variants(name: str, workdir: Path) -> dict[str, Variant]:
     """Batch-1 detection of one preset (random weights, 21 classes) in each runtime and layout."""
     torch.manual_seed(0)
-    model = build_model(name, 21).eval()
+    model = build_model(name, 21).eval().to(memory_format=torch.contiguous_format)  # build_model picks a layout
     channels_last = build_model(name, 21).eval()
     channels_last.load_state_dict(model.state_dict())
     channels_last.to(memory_format=torch.channels_last)
@@ -80,8 +80,7 @@ def training_variants(name: str, batch: int) -> dict[str, Variant]:
     def step(channels_last: bool) -> Variant:
         torch.manual_seed(0)
         model = build_model(name, 21).train()
-        if channels_last:
-            model.to(memory_format=torch.channels_last)
+        model.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
         optimizer = torch.optim.SGD(model.parameters(), lr=1e-6, momentum=0.9)
 
         def call() -> object:

@@ -104,7 +104,8 @@ def loaded(imagenet):
     def get(preset):
         if preset not in made:
             torch.manual_seed(2)
-            made[preset] = ssd.build_model(preset, 5, backbone_weights=imagenet(preset)[1]).eval()
+            model = ssd.build_model(preset, 5, backbone_weights=imagenet(preset)[1]).eval()
+            made[preset] = model.to(memory_format=torch.contiguous_format)  # the layout of the reference
         return made[preset]
 
     return get

@@ -149,6 +149,8 @@ def test_fine_tuning_keeps_the_base_and_reinitialises_other_heads(tmp_path):
 
 def test_fine_tuning_an_ssdlite_keeps_the_separable_heads_but_their_last_convolution(tmp_path):
     source = ssd.build_model("ssdlite320_mobilenet_v3_large", 91)
+    with torch.no_grad():  # statistics unlike a fresh model's, so that copying them shows
+        source.net.head.conf[3][0][1].running_var.uniform_(2.0, 3.0)
     ssd.save(source, tmp_path / "coco.pt")
     target = ssd.build_model("ssdlite320_mobilenet_v3_large", 4)
     loaded, skipped = load_matching_weights(target, tmp_path / "coco.pt")

@@ -38,12 +38,25 @@ def test_apply_layout_forces_either_way_and_auto_follows_the_rule(tiny_96, monke
     assert _is_channels_last(apply_layout(model, CPU, training=False))
 
 
-def test_the_python_api_chooses_the_layout(tmp_path, monkeypatch):
+def test_the_python_api_chooses_the_layout(tmp_path, monkeypatch, tiny_96):
     monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
-    built = ssd.build_model("ssdlite320_mobilenet_v2", 3)
-    assert _is_channels_last(built)  # not VGG: channels-last trains faster
-    ssd.save(built, tmp_path / "m.pt")
+    assert _is_channels_last(ssd.build_model("ssdlite320_mobilenet_v2", 3))  # not VGG: channels-last trains faster
+    vgg = ssd.build_model("ssd300_vgg16", 3, **tiny_96)
+    assert not _is_channels_last(vgg)  # VGG trains faster in the default layout on AVX2
+    ssd.save(vgg, tmp_path / "m.pt")
     assert _is_channels_last(ssd.load(tmp_path / "m.pt"))  # inference
+
+
+def test_training_follows_train_channels_last(monkeypatch, tiny_96):
+    from ssd.config import RunConfig, TrainConfig
+    from ssd.engine.distributed import DistInfo
+    from ssd.engine.train import build_training_model
+
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
+    dist = DistInfo(rank=0, local_rank=0, world_size=1, device=CPU)
+    for setting, expected in (("auto", False), (True, True), (False, False)):
+        run = RunConfig(model=dict(tiny_96), train=TrainConfig(channels_last=setting))
+        assert _is_channels_last(build_training_model(run, ["__background__", "a", "b"], dist)) is expected
 
 
 def test_train_config_rejects_other_layout_values():

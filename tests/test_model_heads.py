@@ -6,6 +6,7 @@ from functools import partial
 import pytest
 import torch
 
+import ssd
 from ssd.model.heads import MultiboxHead
 from ssd.model.priors import boxes_per_location, generate_priors, prior_shapes
 
@@ -131,3 +132,12 @@ def test_separable_convs_start_from_normal_with_std_0_03():
     # normal, not uniform of the same std (bounded by 0.03 * sqrt 3): about 4.6 % lie beyond two std
     assert 0.04 < (weights.abs() > 0.06).float().mean().item() < 0.052
     assert all(not predictor[-1].bias.any() for predictor in [*head.loc, *head.conf])
+
+
+def test_head_init_std_follows_the_preset():
+    torch.manual_seed(0)
+    v2 = ssd.build_model("ssdlite320_mobilenet_v2", 5)  # mmdetection initialises its head from normal(0, 0.001)
+    v3 = ssd.build_model("ssdlite320_mobilenet_v3_large", 5)  # torchvision from normal(0, 0.03)
+    for model, std in ((v2, 0.001), (v3, 0.03)):
+        weights = torch.cat([p.flatten() for p in model.net.head.parameters() if p.ndim == 4])  # every conv
+        assert weights.std().item() == pytest.approx(std, rel=0.05)

@@ -42,6 +42,8 @@ class ModelConfig:
         default_factory=lambda: [[256, 512, 3, 2, 1], [128, 256, 3, 2, 1], [128, 256, 3, 1, 0], [128, 256, 3, 1, 0]]
     )
     l2norm_scale: float = 20.0
+    # head convolutions from normal(0, head_init_std); None: Xavier (conv head) or normal(0, 0.03) (separable)
+    head_init_std: float | None = None
     # initial background probability of every default box, from the class-score biases (RetinaNet's prior
     # initialisation); None = zero biases, as in the paper. 0.99 steadies the first steps of training from scratch
     background_prior: float | None = None
@@ -165,9 +167,8 @@ class TrainConfig:
     zoom_out_max: float = 4.0  # augmentation: zoom out up to this factor (1 = off), as the paper's "expand"
     random_crop: bool = True  # augmentation: the paper's min-IoU random crop
     photometric: bool = True  # augmentation: the paper's photometric distortions (brightness, contrast, colour)
-    channels_last: bool | str = (
-        "auto"  # memory layout: auto (the faster one for this device, ssd.layout) | true | false
-    )
+    # memory layout: auto (the faster one for this device and backbone, ssd.layout) | true | false
+    channels_last: bool | str = "auto"
     sync_bn: bool = True  # SyncBatchNorm across GPUs for models with batch norm (CUDA only)
     workers: int = 4
     seed: int = 0

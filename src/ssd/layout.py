@@ -1,8 +1,9 @@
 """The memory layout a model runs in: channels-last where PyTorch's convolutions (oneDNN, cuDNN) are faster in it.
 
-The rule rests on ``benchmarks/bench_presets.py`` (figures in ``benchmarks/results.md``): channels-last is faster
-for inference on every CPU measured and for training on CUDA and AVX-512 CPUs; on AVX2 CPUs it trains the
-MobileNets and ResNet-50 faster too, but VGG-16 (1.7 to 2 times slower there).
+One rule, justified by ``benchmarks/bench_presets.py`` (its table is in ``benchmarks/results.md``): channels-last
+for inference on CPUs and CUDA GPUs, and for training on CUDA GPUs and AVX-512 CPUs; on other CPUs for training
+every backbone but VGG-16, whose weight gradients are slower in channels-last there. Other devices (MPS) keep
+the default layout. A model moved to another device keeps its layout: call ``apply_layout`` again after moving it.
 """
 
 from __future__ import annotations
@@ -10,15 +11,15 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-LAYOUT_SETTINGS = ("auto", True, False)
-
 
 def prefers_channels_last(device: torch.device, training: bool, backbone: str) -> bool:
     """Whether ``backbone`` runs faster channels-last on ``device``, for training or for inference."""
-    if device.type == "cuda" or not training:
-        return device.type in ("cuda", "cpu")
+    if device.type == "cuda":
+        return True
     if device.type != "cpu":
         return False
+    if not training:
+        return True
     return torch.backends.cpu.get_cpu_capability().startswith("AVX512") or backbone != "vgg16"
 
 

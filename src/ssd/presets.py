@@ -101,6 +101,7 @@ def ssdlite320_mobilenet_v2(**overrides: Any) -> ModelConfig:
         aspect_ratios=[[2, 3]] * 6,
         image_mean=[123.675, 116.28, 103.53],
         image_std=[58.395, 57.12, 57.375],
+        head_init_std=0.001,
         score_thresh=0.02,
         nms_thresh=0.45,
         detections_per_img=200,

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 from torchvision.ops.misc import Conv2dNormActivation
 
-SEPARABLE_INIT_STD = 0.03  # SSDLite's normal(0, 0.03) for every conv of a separable head
+from .backbones.blocks import SSDLITE_INIT_STD, normal_init, xavier_init
 
 
 def _flatten(outputs: Tensor, values_per_box: int) -> Tensor:
@@ -27,6 +27,8 @@ class MultiboxHead(nn.Module):
 
     ``background_prior``: start every box at this softmax probability of background (None: zero biases).
     ``separable``: SSDLite's predictors, with ``norm_layer`` as their batch norm.
+    ``init_std``: conv weights from normal(0, init_std); None: Xavier-uniform for the paper's convolutions,
+    SSDLite's normal(0, 0.03) for separable ones.
     """
 
     def __init__(
@@ -37,11 +39,13 @@ class MultiboxHead(nn.Module):
         background_prior: float | None = None,
         separable: bool = False,
         norm_layer: Callable[[int], nn.Module] = nn.BatchNorm2d,
+        init_std: float | None = None,
     ) -> None:
         super().__init__()
         self.num_classes = num_classes
         self.background_prior = background_prior
         self.separable = separable
+        self.init_std = SSDLITE_INIT_STD if init_std is None and separable else init_std
 
         def predictor(channels: int, outputs: int) -> nn.Module:
             if not separable:
@@ -56,14 +60,10 @@ class MultiboxHead(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                if self.separable:
-                    nn.init.normal_(m.weight, mean=0.0, std=SEPARABLE_INIT_STD)
-                else:
-                    nn.init.xavier_uniform_(m.weight)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
+        if self.init_std is None:
+            xavier_init(self)
+        else:
+            normal_init(self, self.init_std)
         if self.background_prior is not None:
             # softmax([b, 0, ..., 0])[0] = p  <=>  b = log(p (C - 1) / (1 - p))
             p, others = self.background_prior, self.num_classes - 1

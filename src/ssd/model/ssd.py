@@ -79,6 +79,7 @@ class SSD(nn.Module):
             config.background_prior,
             separable=config.head == "separable",
             norm_layer=backbone.norm_layer,
+            init_std=config.head_init_std,
         )
         self.net = SSDNet(backbone, head)
 

@@ -10,6 +10,7 @@ from torchvision.ops.misc import Conv2dNormActivation
 from ...errors import SSDError
 
 NormLayer = Callable[[int], nn.Module]
+SSDLITE_INIT_STD = 0.03  # SSDLite's normal(0, 0.03) for its convolutions (torchvision, mmdetection's backbone)
 
 
 def conv_block(in_ch: int, out_ch: int, batch_norm: bool, **conv_args: int) -> list[nn.Module]:
@@ -51,10 +52,6 @@ def separable_extras(in_ch: int, extras: Sequence[Sequence[int]], norm_layer: No
     return nn.ModuleList(blocks)
 
 
-def extras_out_channels(extras: Sequence[Sequence[int]]) -> list[int]:
-    return [int(e[1]) for e in extras]
-
-
 def normal_init(module: nn.Module, std: float) -> None:
     """Every conv weight from normal(0, std) and its bias zero (SSDLite's initialisation)."""
     for m in module.modules():
@@ -86,3 +83,59 @@ def load_classifier(classifier: nn.Module, state: Mapping[str, Tensor], name: st
             f"not torchvision {name} ImageNet weights of this shape: missing {missing[:4]}, unexpected {unexpected[:4]}"
         )
     return classifier
+
+
+def last_stride2_block(features: nn.Sequential) -> int:
+    """Index of the last block that halves the map in a torchvision MobileNet's ``features`` (its C4 or C5)."""
+    return [i for i, block in enumerate(features) if getattr(block, "_is_cn", False)][-1]
+
+
+class StagedMobileNet(nn.Module):
+    """A torchvision MobileNet cut into two stages (each ends at a source map) and SSDLite's extra layers, with
+    ``norm_layer`` everywhere and every convolution from normal(0, 0.03).
+
+    Subclasses give ``make_classifier`` (the torchvision model built from ``classifier_args``), ``split`` (its
+    ``features`` cut into the two stages) and ``classifier_name``.
+    """
+
+    classifier_name = ""
+
+    def __init__(
+        self, classifier_args: dict, extras: Sequence[Sequence[int]], norm_layer: NormLayer, min_depth: int = 16
+    ) -> None:
+        super().__init__()
+        self.classifier_args = classifier_args
+        self.norm_layer = norm_layer
+        self.features = self.split(self.make_classifier().features)
+        last = self.features[1][-1].out_channels
+        width = classifier_args.get("width_mult", 1.0)
+        sized = [
+            [max(min_depth, int(mid * width)), max(min_depth, int(out * width)), *rest] for mid, out, *rest in extras
+        ]
+        self.extras = separable_extras(last, sized, norm_layer)
+        self.out_channels = [self.features[0][-1].out_channels, last] + [row[1] for row in sized]
+        normal_init(self, SSDLITE_INIT_STD)
+
+    def make_classifier(self) -> nn.Module:
+        raise NotImplementedError
+
+    @staticmethod
+    def split(features: nn.Sequential) -> nn.Sequential:
+        raise NotImplementedError
+
+    def load_imagenet(self, state: Mapping[str, Tensor]) -> int:
+        """Copy torchvision's ImageNet weights of the classifier into the stages; the number of tensors."""
+        classifier = load_classifier(self.make_classifier(), state, self.classifier_name)
+        part = self.split(classifier.features).state_dict()
+        self.features.load_state_dict(part)
+        return len(part)
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        sources = []
+        for stage in self.features:
+            x = stage(x)
+            sources.append(x)
+        for block in self.extras:
+            x = block(x)
+            sources.append(x)
+        return sources
