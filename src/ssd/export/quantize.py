@@ -1,7 +1,8 @@
 """Int8 post-training quantization of an exported SSD with ONNX Runtime (static, QDQ format).
 
-Only the convolutions, their ReLUs and the max-pools between them are quantized; L2Norm, the head reshapes and
-the whole post-processing stay in float, so decoding and NMS are those of the fp32 file. This works on detection and
+Only the convolutions, their ReLUs and the max-pools between them are quantized; L2Norm, the MobileNets' hard-swish,
+ReLU6, squeeze-excitation and residual additions, the head reshapes and the whole post-processing stay in float,
+so decoding and NMS are those of the fp32 file. This works on detection and
 raw exports alike; either keeps its metadata, so ``OnnxRuntimeDetector`` runs the int8 file as it is.
 """
 
