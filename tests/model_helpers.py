@@ -49,3 +49,17 @@ def export_detection_and_raw(model: ssd.SSD, folder) -> dict:
         "detections": export_onnx(model, folder / "tiny.onnx", verify=False),
         "raw": export_onnx(model, folder / "tiny_raw.onnx", raw=True, verify=False),
     }
+
+
+def overfit(model: ssd.SSD, images: list[torch.Tensor], targets: list[dict], steps: int, lr: float) -> list[float]:
+    """Train ``model`` on one fixed batch with Adam for ``steps`` steps; the total loss of every step."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    history = []
+    for _ in range(steps):
+        losses = model(images, targets)
+        total = losses["loc"] + losses["conf"]
+        optimizer.zero_grad()
+        total.backward()
+        optimizer.step()
+        history.append(total.item())
+    return history

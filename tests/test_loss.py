@@ -3,6 +3,7 @@ import math
 import torch
 
 import ssd
+from model_helpers import overfit
 from ssd.boxes import xyxy_to_cxcywh
 from ssd.loss import MultiBoxLoss
 
@@ -80,14 +81,6 @@ def test_tiny_model_overfits_a_few_boxes():
         {"boxes": torch.tensor([[10.0, 20.0, 70.0, 90.0], [80.0, 10.0, 150.0, 60.0]]), "labels": torch.tensor([1, 2])},
         {"boxes": torch.tensor([[30.0, 30.0, 60.0, 80.0]]), "labels": torch.tensor([2])},
     ]
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    history = []
-    for _ in range(30):
-        losses = model(images, targets)
-        total = losses["loc"] + losses["conf"]
-        optimizer.zero_grad()
-        total.backward()
-        optimizer.step()
-        history.append(total.item())
+    history = overfit(model, images, targets, steps=30, lr=1e-3)
     assert all(math.isfinite(v) for v in history)
     assert history[-1] < 0.5 * history[0]

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import ssd
+from model_helpers import overfit
 
 SIX_MAPS_AT_96 = dict(
     input_size=96, scales=None, steps=None, min_sizes=[16, 32, 48, 64, 80, 96], max_sizes=[32, 48, 64, 80, 96, 112]
@@ -37,14 +38,6 @@ def test_short_overfit_drives_the_multibox_loss_down(preset):
     model = ssd.build_model(preset, 3, **SMALL[preset]).train()
     generator = torch.Generator().manual_seed(IMAGES_SEED)
     images = [torch.rand(3, 96, 128, generator=generator) for _ in range(2)]
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    totals = []
-    for _ in range(20):
-        losses = model(images, TARGETS)
-        total = losses["loc"] + losses["conf"]
-        optimizer.zero_grad()
-        total.backward()
-        optimizer.step()
-        totals.append(total.item())
+    totals = overfit(model, images, TARGETS, steps=20, lr=3e-3)
     assert totals[0] > 5.0  # softmax over 3 classes on ~1,000 boxes with 3:1 mining starts well above 1
     assert totals[-1] < 1.0 and totals[-1] < totals[0] / 8
