@@ -4,7 +4,7 @@ import pytest
 
 import ssd
 from ssd.config import ModelConfig
-from ssd.errors import SSDError
+from ssd.errors import DataError, SSDError
 from ssd.presets import model_config
 
 
@@ -98,3 +98,21 @@ def test_train_config_rejects_values_that_would_fail_later(key, value, message):
 
     with pytest.raises(SSDError, match=message):
         TrainConfig(**{key: value})
+
+
+def test_a_directory_named_like_a_shipped_config_does_not_hide_it(tmp_path, monkeypatch):
+    from ssd.config import load_run_config
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "shapes").mkdir()  # the demo's dataset folder
+    assert load_run_config("shapes").model["input_size"] == 192
+    (tmp_path / "mine.yaml").write_text("preset: ssd512_vgg16\n")
+    assert load_run_config("mine.yaml").preset == "ssd512_vgg16"  # a file wins
+
+
+def test_an_unknown_config_name_lists_the_shipped_ones(tmp_path, monkeypatch):
+    from ssd.config import load_run_config
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DataError, match=r"config file not found \(shipped configs: .*shapes, shapes_ssdlite"):
+        load_run_config("shapez")

@@ -175,3 +175,38 @@ def test_corrupt_image_is_skipped_at_load_time(tmp_path: Path, caplog: pytest.Lo
     with pytest.raises(DataError, match="truncated") as info:
         build_dataset(config, "train", skip_bad=False)[1]
     assert info.value.path == str(image)
+
+
+def _rotate_stored_image(path: Path) -> None:
+    """Rewrite ``path`` as a phone would store the upright photo: transposed pixels plus EXIF orientation 6."""
+    import PIL.Image
+
+    with PIL.Image.open(path) as upright:
+        stored = upright.transpose(PIL.Image.Transpose.ROTATE_90)  # counter-clockwise; orientation 6 undoes it
+    exif = stored.getexif()
+    exif[0x0112] = 6
+    stored.save(path, exif=exif.tobytes(), quality=95)
+
+
+def test_exif_rotated_photos_are_read_upright_with_their_boxes(tmp_path: Path) -> None:
+    data = load_data_config(write_voc(tmp_path))  # annotations drawn on the upright images, as viewers show them
+    photo = tmp_path / "VOC2007" / "JPEGImages" / "img_b.jpg"  # 40 wide, 60 tall upright
+    _rotate_stored_image(photo)
+    dataset = build_dataset(data, "train")
+    index = dataset.paths.index(str(photo))
+    sample = dataset.load_sample(index)
+    assert sample.image.shape == (3, 60, 40)  # upright, as the annotation says
+    assert sample.boxes.tolist()[0] == [5.0, 10.0, 20.0, 50.0]
+
+
+def test_a_size_swapped_by_exif_orientation_is_named(tmp_path: Path) -> None:
+    data = load_data_config(write_voc(tmp_path))
+    photo = tmp_path / "VOC2007" / "JPEGImages" / "img_b.jpg"  # 40 wide, 60 tall upright
+    # the labelling tool wrote the stored (unrotated) size, 60 wide and 40 tall
+    write_voc_annotation(
+        tmp_path / "VOC2007" / "Annotations" / "img_b.xml", "img_b.jpg", 40, 60, [(1, 1, 9, 5)], ["cat"]
+    )
+    _rotate_stored_image(photo)
+    dataset = build_dataset(data, "train")
+    with pytest.raises(DataError, match=r"40x60 pixels as shown but .* says 60x40: .* EXIF orientation"):
+        dataset.load_sample(dataset.paths.index(str(photo)))

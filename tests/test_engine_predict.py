@@ -304,3 +304,27 @@ def test_predict_sources_on_a_video(model, tmp_path):
     (tmp_path / "broken.mp4").write_bytes(b"not a video" * 100)
     with pytest.raises(DataError, match="broken.mp4: cannot open video"):
         predict_sources(predictor, [tmp_path / "broken.mp4"], tmp_path / "out", progress=False)
+
+
+def test_sixteen_bit_tiff_gif_and_rotated_photos_are_predicted_as_shown(model, tmp_path):
+    import numpy as np
+    import PIL.Image
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    ramp = (np.arange(60 * 80, dtype=np.uint16).reshape(60, 80) * 13).astype(np.uint16)
+    PIL.Image.fromarray(ramp).save(folder / "depth16.png")
+    PIL.Image.fromarray(ramp).save(folder / "microscope.tif")
+    PIL.Image.new("RGB", (70, 45), (200, 40, 40)).convert("P").save(folder / "anim.gif")
+    stored = PIL.Image.new("RGB", (80, 50), (30, 160, 90))
+    exif = stored.getexif()
+    exif[0x0112] = 6  # a portrait photo as a phone stores it
+    stored.save(folder / "portrait.jpg", exif=exif.tobytes())
+    summary = predict_sources(Predictor(model, conf=0.5), [folder], tmp_path / "out", progress=False)
+    assert summary["images"] == 4
+    entries = {Path(e["path"]).name: e for e in json.loads((tmp_path / "out" / "predictions.json").read_text())}
+    assert (entries["portrait.jpg"]["height"], entries["portrait.jpg"]["width"]) == (80, 50)  # upright
+    assert (entries["depth16.png"]["height"], entries["depth16.png"]["width"]) == (60, 80)
+    written = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert written == ["anim.png", "depth16.png", "microscope.png", "portrait.jpg", "predictions.json"]
+    assert read_image(tmp_path / "out" / "portrait.jpg").shape == (3, 80, 50)

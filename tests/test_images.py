@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import numpy as np
 import PIL.Image
 import pytest
 import torch
@@ -51,7 +52,7 @@ def test_every_listed_suffix_decodes(tmp_path: Path) -> None:
         )
         decoded = read_image(path)
         assert decoded.shape == (3, 9, 14) and decoded.dtype == torch.uint8
-        if suffix in (".png", ".bmp", ".webp"):  # lossless
+        if suffix in (".png", ".bmp", ".webp", ".tif", ".tiff"):  # lossless
             assert torch.equal(decoded, image), suffix
 
 
@@ -81,3 +82,49 @@ def test_resize_leaves_square_images_alone_and_batches_one_shape() -> None:
     assert torch.equal(resize_to_square(same, 16), expected)
     with pytest.raises(SSDError, match="at least one image"):
         resize_to_square([], 16)
+
+
+def _sixteen_bit_ramp() -> np.ndarray:
+    return (np.arange(48 * 64, dtype=np.uint16).reshape(48, 64) * 20).astype(np.uint16)  # 0 .. 61,420
+
+
+@pytest.mark.parametrize("suffix", [".png", ".tif"])
+def test_sixteen_bit_grayscale_is_scaled_to_eight_bits(tmp_path: Path, suffix: str) -> None:
+    ramp = _sixteen_bit_ramp()
+    PIL.Image.fromarray(ramp).save(tmp_path / f"g{suffix}")
+    decoded = read_image(tmp_path / f"g{suffix}")
+    assert decoded.dtype == torch.uint8 and decoded.shape == (3, 48, 64)
+    expected = torch.from_numpy(np.round(ramp / 257.0).astype(np.uint8))  # 65,535 -> 255
+    assert torch.equal(decoded[0], expected) and torch.equal(decoded[1], decoded[2])
+
+
+@pytest.mark.parametrize(
+    "mode, value, rgb",
+    [("CMYK", (0, 255, 255, 0), (255, 0, 0)), ("RGBA", (10, 20, 30, 0), (10, 20, 30)), ("L", 77, (77, 77, 77))],
+)
+def test_other_colour_modes_become_rgb(tmp_path: Path, mode: str, value, rgb) -> None:
+    path = tmp_path / ("a.jpg" if mode == "CMYK" else "a.png")
+    PIL.Image.new(mode, (20, 10), value).save(path)
+    decoded = read_image(path)
+    assert decoded.shape == (3, 10, 20)
+    assert (decoded[:, 5, 10].int() - torch.tensor(rgb)).abs().max() <= 2  # JPEG rounding
+
+
+def test_palette_gif_reads_its_first_frame(tmp_path: Path) -> None:
+    frames = [PIL.Image.new("RGB", (20, 10), colour).convert("P") for colour in ((255, 0, 0), (0, 0, 255))]
+    frames[0].save(tmp_path / "a.gif", save_all=True, append_images=frames[1:])
+    assert read_image(tmp_path / "a.gif")[:, 5, 10].tolist() == [255, 0, 0]
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".tif"])
+def test_exif_orientation_gives_the_upright_image_and_size(tmp_path: Path, suffix: str) -> None:
+    stored = PIL.Image.new("RGB", (80, 40), (255, 255, 255))  # 80 wide as stored
+    stored.paste((0, 0, 255), (0, 0, 16, 16))  # a blue square at the stored top-left corner
+    exif = stored.getexif()
+    exif[0x0112] = 6  # shown rotated 90 degrees clockwise, as phones store portrait photos
+    path = tmp_path / f"portrait{suffix}"
+    stored.save(path, exif=exif.tobytes())
+    decoded = read_image(path)
+    assert decoded.shape == (3, 80, 40) and read_image_size(path) == (80, 40)  # upright: 80 tall, 40 wide
+    assert decoded[2, 5, 34] > 200 and decoded[0, 5, 34] < 60  # clockwise: the square is now top-right
+    assert decoded[0, 5, 5] > 200  # and the top-left is white

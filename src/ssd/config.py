@@ -278,15 +278,31 @@ def run_config_from_dict(values: dict[str, Any], source: str, overrides: list[st
     )
 
 
+SHIPPED_CONFIGS = Path(__file__).parent / "configs"
+
+
+def shipped_config_names() -> list[str]:
+    """The names of the configs that come with the package (``ssd train --config NAME``)."""
+    return sorted(p.stem for p in SHIPPED_CONFIGS.glob("*.yaml"))
+
+
+def resolve_config(name: str) -> Path:
+    """The config file ``name`` means: an existing file, else for a name without suffix the shipped config of that
+    name (a directory of that name is not a config); DataError otherwise, listing the shipped configs for a name."""
+    file = Path(name)
+    if file.is_file():
+        return file
+    if file.suffix:
+        raise DataError(file, "config file not found")
+    shipped = SHIPPED_CONFIGS / f"{name}.yaml"
+    if shipped.is_file():
+        return shipped
+    raise DataError(file, f"config file not found (shipped configs: {', '.join(shipped_config_names())})")
+
+
 def load_run_config(path: str, overrides: list[str] = ()) -> RunConfig:
     """Read a run config YAML (``preset``, ``model``, ``train``, ``data``); a bare name means a shipped config."""
-    file = Path(path)
-    if not file.exists() and not file.suffix:
-        shipped = Path(__file__).parent / "configs" / f"{path}.yaml"
-        if shipped.exists():
-            file = shipped
-    if not file.is_file():
-        raise DataError(file, "config file not found")
+    file = resolve_config(path)
     try:
         values = yaml.safe_load(file.read_text()) or {}
     except yaml.YAMLError as exc:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import PIL.Image
+import PIL.ImageOps
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -18,38 +19,69 @@ from torchvision.io import ImageReadMode, decode_image
 
 from .errors import DataError, SSDError
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff")
+TORCHVISION_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")  # the rest (BMP, GIF, TIFF) through Pillow
+EXIF_ORIENTATION_TAG = 0x0112
+TRANSPOSING_ORIENTATIONS = (5, 6, 7, 8)  # EXIF orientations that swap width and height
 
 
 def read_image(path: str | os.PathLike[str]) -> Tensor:
-    """Decode an image file to ``Tensor[3, H, W]`` uint8 RGB; DataError naming the file if it cannot be read.
+    """Decode an image file to ``Tensor[3, H, W]`` uint8 RGB as a viewer shows it; DataError naming the file if it
+    cannot be read.
 
-    torchvision decodes JPEG, PNG, WebP and GIF; Pillow decodes BMP, which torchvision cannot.
+    The EXIF orientation is applied; grayscale, palette, CMYK and alpha images become RGB (alpha dropped);
+    16-bit images are scaled to 8 bits; of a GIF or multi-page TIFF the first frame is read. torchvision decodes
+    JPEG, PNG and WebP, Pillow BMP, GIF and TIFF.
     """
     if not os.path.isfile(path):
         raise DataError(path, "image file not found")
-    if Path(path).suffix.lower() == ".bmp":
-        try:
-            with PIL.Image.open(path) as img:
-                array = np.asarray(img.convert("RGB"))
-        except (OSError, PIL.Image.DecompressionBombError) as exc:  # UnidentifiedImageError is an OSError
-            raise DataError(path, f"cannot decode image: {exc}") from None
-        return torch.from_numpy(array.copy()).permute(2, 0, 1)
+    if Path(path).suffix.lower() not in TORCHVISION_SUFFIXES:
+        return _read_with_pillow(path)
     try:
-        return decode_image(str(path), mode=ImageReadMode.RGB)
+        image = decode_image(str(path), mode=ImageReadMode.RGB, apply_exif_orientation=True)
     except RuntimeError as exc:
         # torchvision prefixes its messages with the C++ source location: keep only the reason
         reason = re.sub(r"^.*\.cpp:\d+, ", "", str(exc)).strip()
         raise DataError(path, f"cannot decode image: {reason}") from None
+    return _to_uint8(image)
+
+
+def _read_with_pillow(path: str | os.PathLike[str]) -> Tensor:
+    try:
+        with PIL.Image.open(path) as img:
+            img = PIL.ImageOps.exif_transpose(img)
+            array = _pillow_rgb(img)
+    except (OSError, ValueError, PIL.Image.DecompressionBombError) as exc:  # UnidentifiedImageError is an OSError
+        raise DataError(path, f"cannot decode image: {exc}") from None
+    return torch.from_numpy(array).permute(2, 0, 1)
+
+
+def _pillow_rgb(img: PIL.Image.Image) -> np.ndarray:
+    """``uint8 [H, W, 3]`` of a Pillow image: high-bit grayscale (``I;16``, ``I``) scaled from 16 bits to 8."""
+    if img.mode.startswith("I"):
+        gray = np.asarray(img).astype(np.float32)
+        gray8 = np.clip(np.round(gray / 257.0), 0, 255).astype(np.uint8)
+        return np.repeat(gray8[..., None], 3, axis=2)
+    return np.array(img.convert("RGB"))  # a writable copy
+
+
+def _to_uint8(image: Tensor) -> Tensor:
+    """A 16-bit decode (``uint16``, 0..65535) scaled to uint8; 8-bit images unchanged."""
+    if image.dtype == torch.uint8:
+        return image
+    return (image.to(torch.float32) / 257.0).round().clamp(0, 255).to(torch.uint8)
 
 
 def read_image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
-    """``(height, width)`` of an image from its header only (no decoding); DataError if it cannot be read."""
+    """``(height, width)`` of an image as ``read_image`` returns it (EXIF orientation applied); DataError if it cannot
+    be read. From the header only, unless the orientation swaps the sides: then Pillow applies it."""
     if not os.path.isfile(path):
         raise DataError(path, "image file not found")
     try:
         with PIL.Image.open(path) as img:
             width, height = img.size
+            if img.getexif().get(EXIF_ORIENTATION_TAG, 1) in TRANSPOSING_ORIENTATIONS:
+                width, height = PIL.ImageOps.exif_transpose(img).size
     except (OSError, ValueError, PIL.Image.DecompressionBombError) as exc:
         raise DataError(path, f"cannot read image header: {exc}") from None
     return height, width

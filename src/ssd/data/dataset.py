@@ -228,10 +228,12 @@ class DetectionDataset(Dataset):
         image = read_image(path)
         height, width = self.image_size(index)
         if tuple(image.shape[-2:]) != (height, width):
+            swapped = tuple(image.shape[-2:]) == (width, height)
+            hint = " (width and height swapped: an EXIF orientation that the labelling tool did not apply?)"
             raise DataError(
                 path,
-                f"image is {image.shape[-1]}x{image.shape[-2]} pixels but {self.annotation_paths[index]}"
-                f" says {width}x{height}: its boxes would be wrong",
+                f"image is {image.shape[-1]}x{image.shape[-2]} pixels as shown but {self.annotation_paths[index]}"
+                f" says {width}x{height}: its boxes would be wrong" + (hint if swapped else ""),
             )
         t = self.targets(index)
         return Sample(image, t["boxes"], t["labels"], t["difficult"], t["iscrowd"], self.image_ids[index], path)

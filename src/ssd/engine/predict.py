@@ -182,7 +182,7 @@ def predict_sources(
 ) -> dict[str, Any]:
     """``ssd predict``: detections for every image and video frame of ``sources``, written into ``out_dir``.
 
-    Writes annotated images (same names; BMP and WebP ones as PNG), ``<stem>_pred.mp4`` per video,
+    Writes annotated images (same names; BMP, WebP, GIF and TIFF ones as PNG), ``<stem>_pred.mp4`` per video,
     ``predictions.json`` (one entry per image or frame) and, with ``coco_json``, ``detections_coco.json`` (image
     ids: the output file's stem, an int when numeric; frame numbers for a lone video, else ``"<stem>_<frame>"``).
     ``save_images=False`` writes no images or videos. ``progress=None`` shows a bar when there is more than one
