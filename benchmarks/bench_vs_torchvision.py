@@ -49,23 +49,33 @@ def torchvision_ssd(num_classes: int, seed: int = 0) -> nn.Module:
     return model
 
 
-def torchvision_ssdlite(num_classes: int, seed: int = 0) -> nn.Module:
-    """torchvision's SSDLite320 with random weights, in eval mode, its batch-norm statistics measured on random
-    images: with the running statistics of a fresh model, SSDLite's normal(0, 0.03) weights shrink the signal
-    layer by layer and every score comes out 1 / num_classes."""
-    torch.manual_seed(seed)
-    model = ssdlite320_mobilenet_v3_large(weights=None, weights_backbone=None, num_classes=num_classes)
+def measure_batch_norm_statistics(model: nn.Module, forward: Callable[[], object]) -> nn.Module:
+    """``model`` in eval mode, the running statistics of its batch norms replaced by their average over
+    ``forward()`` (a pass over calibration data in train mode); the momenta are kept.
+
+    A random SSDLite needs it: with a fresh model's statistics its normal(0, 0.03) weights shrink the signal layer
+    by layer and every score comes out 1 / num_classes.
+    """
     norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    momenta = [norm.momentum for norm in norms]
     for norm in norms:
         norm.reset_running_stats()
-        norm.momentum = None  # a cumulative average over the calibration batch
+        norm.momentum = None  # a cumulative average over the calibration pass
     model.train()
     with torch.no_grad():
-        images = (torch.rand(8, 3, 320, 320, generator=torch.Generator().manual_seed(seed)) - 0.5) / 0.5
-        model.head(list(model.backbone(images).values()))
-    for norm in norms:
-        norm.momentum = 0.03
+        forward()
+    for norm, momentum in zip(norms, momenta):
+        norm.momentum = momentum
     return model.eval()
+
+
+def torchvision_ssdlite(num_classes: int, seed: int = 0) -> nn.Module:
+    """torchvision's SSDLite320 with random weights, in eval mode, its batch-norm statistics measured on random
+    images."""
+    torch.manual_seed(seed)
+    model = ssdlite320_mobilenet_v3_large(weights=None, weights_backbone=None, num_classes=num_classes)
+    images = (torch.rand(8, 3, 320, 320, generator=torch.Generator().manual_seed(seed)) - 0.5) / 0.5
+    return measure_batch_norm_statistics(model, lambda: model.head(list(model.backbone(images).values())))
 
 
 def torchvision_detector(architecture: str, num_classes: int) -> nn.Module:

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import ssd
+from bench_vs_torchvision import measure_batch_norm_statistics
 from model_helpers import CLASS_NAMES, TINY_128
 from ssd.export.onnx import (
     export_onnx,
@@ -178,16 +179,10 @@ def test_foreign_onnx_file_is_a_data_error(tmp_path):
 
 
 def calibrated(model: ssd.SSD, size: int) -> ssd.SSD:
-    """``model`` in eval mode with batch-norm statistics measured on random images, so that its random weights
-    give spread scores (with a fresh model's statistics SSDLite's small weights give every class 1 / C)."""
-    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
-    for norm in norms:
-        norm.reset_running_stats()
-        norm.momentum = None  # cumulative average
-    model.train()
+    """``model`` in eval mode with batch-norm statistics measured on random images and class logits of std ~1, so
+    that its random weights give spread scores."""
+    measure_batch_norm_statistics(model, lambda: model.net(torch.randn(4, 3, size, size)))
     with torch.no_grad():
-        model.net(torch.randn(4, 3, size, size))
-        model.eval()
         logit_std = float(model.net(torch.randn(1, 3, size, size))[1].std())
         for predictor in model.net.head.conf:  # logits of std ~1: no saturated scores, so no ties
             last = predictor[-1] if isinstance(predictor, torch.nn.Sequential) else predictor

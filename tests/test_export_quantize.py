@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import ssd
+from bench_vs_torchvision import measure_batch_norm_statistics
 from model_helpers import export_detection_and_raw, tiny_model_with_spread_scores
 from ssd.export import OnnxRuntimeDetector, quantize_onnx_int8, read_export_info
 
@@ -87,13 +88,9 @@ def test_int8_ssdlite_stays_close_to_fp32(tmp_path):
     torch.manual_seed(0)
     model = ssd.build_model("ssdlite320_mobilenet_v3_large", 4, input_size=160, scales=None, steps=None,
                             min_sizes=[16, 32, 56, 80, 104, 128], max_sizes=[32, 56, 80, 104, 128, 160])  # fmt: skip
-    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
-    for norm in norms:  # statistics of real activations, so that the random network's signal does not vanish
-        norm.reset_running_stats()
-        norm.momentum = None
-    with torch.no_grad():
-        model.net(torch.randn(4, 3, 160, 160))
-    raw = export_onnx(model.eval(), tmp_path / "lite_raw.onnx", raw=True, verify=False)
+    # statistics of real activations, so that the random network's signal does not vanish
+    measure_batch_norm_statistics(model, lambda: model.net(torch.randn(4, 3, 160, 160)))
+    raw = export_onnx(model, tmp_path / "lite_raw.onnx", raw=True, verify=False)
     int8_path = quantize_onnx_int8(raw, tmp_path / "lite_raw_int8.onnx", calibration_images())
     assert op_types(int8_path).count("DequantizeLinear") > 50  # every convolution's weights and inputs
     x = torch.rand(2, 3, 160, 160).numpy()
