@@ -63,3 +63,9 @@ def overfit(model: ssd.SSD, images: list[torch.Tensor], targets: list[dict], ste
         optimizer.step()
         history.append(total.item())
     return history
+
+
+def images_of_three_sizes() -> list[torch.Tensor]:
+    """Three random images ``[3, H, W]`` in 0..1 of different sizes and aspect ratios (always the same)."""
+    generator = torch.Generator().manual_seed(1)
+    return [torch.rand(3, h, w, generator=generator) for h, w in [(200, 250), (128, 128), (90, 160)]]

@@ -2,8 +2,6 @@
 
 import json
 import os
-import socket
-import time
 from pathlib import Path
 
 import pytest
@@ -11,6 +9,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from process_helpers import free_port, join_within
 from ssd.engine.distributed import (
     DistInfo,
     any_process,
@@ -82,12 +81,6 @@ def test_without_a_process_group_the_helpers_are_identities(monkeypatch, cpu_onl
     assert gather_to_main(items) is items and broadcast_object(obj) is obj
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _worker(rank: int, world_size: int, port: int, out: str) -> None:
     os.environ.update(
         MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank)
@@ -110,14 +103,9 @@ def _worker(rank: int, world_size: int, port: int, out: str) -> None:
 def test_helpers_in_a_two_process_gloo_group(tmp_path):
     # forked, the processes start at once with torch and ssd imported (spawned, each re-imports them: ~7 s on 2
     # cores); they run neither CUDA nor OpenMP work, which a fork could not carry over
-    args = (2, _free_port(), str(tmp_path))
+    args = (2, free_port(), str(tmp_path))
     context = mp.start_processes(_worker, args=args, nprocs=2, join=False, start_method="fork")
-    deadline = time.monotonic() + 120
-    while not context.join(timeout=2):
-        if time.monotonic() > deadline:
-            for process in context.processes:
-                process.kill()
-            pytest.fail("the two Gloo processes did not finish within 120 s")
+    join_within(context, 120, "the two Gloo processes did not finish within 120 s")
     results = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
     assert results[0]["info"] == [0, 2, 0, "cpu", True, True]
     assert results[1]["info"] == [1, 2, 1, "cpu", False, True]

@@ -2,8 +2,6 @@
 
 import os
 import signal
-import socket
-import time
 from pathlib import Path
 
 import pytest
@@ -12,6 +10,7 @@ import torch.multiprocessing as mp
 
 import ssd
 from model_helpers import TINY_96
+from process_helpers import free_port, join_within
 from ssd.checkpoint import load_matching_weights
 from ssd.config import run_config_from_dict
 from ssd.data.shapes import generate_shapes
@@ -161,12 +160,6 @@ def test_fine_tuning_an_ssdlite_keeps_the_separable_heads_but_their_last_convolu
     assert loaded == len(target.state_dict()) - len(skipped)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _ddp_worker(rank: int, world_size: int, port: int, data: str, project: str) -> None:
     os.environ.update(
         MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank)
@@ -181,7 +174,7 @@ def test_two_gloo_processes_equal_one_process_on_the_same_global_batch(shapes_ya
     run = tiny_run(shapes_yaml, iterations=3, batch_size=8, base_batch_size=8)
     run.model["batch_norm"] = False
     single = train(run, project=tmp_path, name="single", device="cpu", progress=False)
-    mp.spawn(_ddp_worker, args=(2, _free_port(), shapes_yaml, str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_ddp_worker, args=(2, free_port(), shapes_yaml, str(tmp_path)), nprocs=2, join=True)
     a = torch.load(single.run_dir / "last.pt", weights_only=True)["model"]
     b = torch.load(tmp_path / "ddp" / "last.pt", weights_only=True)["model"]
     assert a.keys() == b.keys()
@@ -208,13 +201,8 @@ def _timed_ddp_worker(rank: int, world_size: int, port: int, data: str, project:
 def test_gloo_processes_agree_on_the_clock_of_a_time_driven_run(shapes_yaml, tmp_path):
     """Each process's clock differs; the training time is a maximum over processes, so they stop at the same
     iteration (a disagreement would leave one waiting in an all-reduce: the join below would time out)."""
-    context = mp.spawn(_timed_ddp_worker, args=(2, _free_port(), shapes_yaml, str(tmp_path)), nprocs=2, join=False)
-    deadline = time.monotonic() + 240
-    while not context.join(timeout=5):
-        if time.monotonic() > deadline:
-            for process in context.processes:
-                process.kill()
-            pytest.fail("the processes did not finish together")
+    context = mp.spawn(_timed_ddp_worker, args=(2, free_port(), shapes_yaml, str(tmp_path)), nprocs=2, join=False)
+    join_within(context, 240, "the processes did not finish together", poll=5.0)
     stops = {(tmp_path / f"rank{r}.txt").read_text() for r in range(2)}
     assert len(stops) == 1 and 1 <= int(stops.pop()) < 100_000
     state = torch.load(tmp_path / "timed_ddp" / "last.pt", weights_only=False)

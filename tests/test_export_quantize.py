@@ -10,7 +10,7 @@ import torch
 
 import ssd
 from bench_vs_torchvision import measure_batch_norm_statistics
-from model_helpers import export_detection_and_raw, tiny_model_with_spread_scores
+from model_helpers import export_detection_and_raw, images_of_three_sizes, tiny_model_with_spread_scores
 from ssd.export import OnnxRuntimeDetector, quantize_onnx_int8, read_export_info
 
 QUANTIZE_LOGGER = "ssd.export.quantize"
@@ -26,18 +26,13 @@ def files(model, tmp_path_factory) -> dict[str, Path]:
     return export_detection_and_raw(model, tmp_path_factory.mktemp("onnx"))
 
 
-def calibration_images() -> list[torch.Tensor]:
-    generator = torch.Generator().manual_seed(1)
-    return [torch.rand(3, h, w, generator=generator) for h, w in [(200, 250), (128, 128), (90, 160)]]
-
-
 def op_types(path: Path) -> list[str]:
     return [node.op_type for node in onnx.load(str(path)).graph.node]
 
 
 def test_int8_raw_outputs_are_close_to_fp32(files, tmp_path, caplog):
     caplog.set_level(logging.DEBUG)
-    int8_path = quantize_onnx_int8(files["raw"], tmp_path / "sub" / "tiny_raw_int8.onnx", calibration_images())
+    int8_path = quantize_onnx_int8(files["raw"], tmp_path / "sub" / "tiny_raw_int8.onnx", images_of_three_sizes())
     assert int8_path == tmp_path / "sub" / "tiny_raw_int8.onnx" and int8_path.is_file()
     assert logging.getLogger().level == logging.DEBUG  # the quieted root logger is restored
     assert not [r for r in caplog.records if r.name == QUANTIZE_LOGGER]  # real images: no warning
@@ -72,7 +67,7 @@ def test_random_calibration_warns_and_the_int8_detection_file_runs_in_the_detect
     assert {"NonMaxSuppression", "TopK", "Softmax"} <= float_ops  # post-processing still in the graph
     assert "Relu" not in float_ops and "QuantizeLinear" in float_ops
     assert read_export_info(int8_path).config == read_export_info(files["detections"]).config
-    images = calibration_images()
+    images = images_of_three_sizes()
     detections = OnnxRuntimeDetector(int8_path)(images)
     for det, img in zip(detections, images):
         assert 0 < len(det["scores"]) <= 200
@@ -91,7 +86,7 @@ def test_int8_ssdlite_stays_close_to_fp32(tmp_path):
     # statistics of real activations, so that the random network's signal does not vanish
     measure_batch_norm_statistics(model, lambda: model.net(torch.randn(4, 3, 160, 160)))
     raw = export_onnx(model, tmp_path / "lite_raw.onnx", raw=True, verify=False)
-    int8_path = quantize_onnx_int8(raw, tmp_path / "lite_raw_int8.onnx", calibration_images())
+    int8_path = quantize_onnx_int8(raw, tmp_path / "lite_raw_int8.onnx", images_of_three_sizes())
     assert op_types(int8_path).count("DequantizeLinear") > 50  # every convolution's weights and inputs
     x = torch.rand(2, 3, 160, 160).numpy()
     fp32 = ort.InferenceSession(str(raw), providers=["CPUExecutionProvider"]).run(None, {"images": x})

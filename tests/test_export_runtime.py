@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import ssd
-from model_helpers import CLASS_NAMES, export_detection_and_raw, tiny_model_with_spread_scores
+from model_helpers import CLASS_NAMES, export_detection_and_raw, images_of_three_sizes, tiny_model_with_spread_scores
 from ssd.export import OnnxRuntimeDetector
 
 
@@ -20,11 +20,6 @@ def files(model, tmp_path_factory) -> dict[str, Path]:
     return export_detection_and_raw(model, tmp_path_factory.mktemp("onnx"))
 
 
-def images_of_different_sizes() -> list[torch.Tensor]:
-    generator = torch.Generator().manual_seed(1)
-    return [torch.rand(3, h, w, generator=generator) for h, w in [(200, 250), (128, 128), (90, 160)]]
-
-
 def assert_same_detections(got: list[dict], expected: list[dict], box_atol: float) -> None:
     assert len(got) == len(expected)
     for g, e in zip(got, expected):
@@ -36,7 +31,7 @@ def assert_same_detections(got: list[dict], expected: list[dict], box_atol: floa
 
 @pytest.mark.parametrize("kind", ["detections", "raw"])
 def test_detector_matches_pytorch_on_images_of_different_sizes(model, files, kind):
-    images = images_of_different_sizes()
+    images = images_of_three_sizes()
     detector = OnnxRuntimeDetector(files[kind], providers=["CPUExecutionProvider"], num_threads=1)
     assert detector.raw == (kind == "raw")
     with torch.no_grad():
