@@ -49,24 +49,21 @@ def read_image(path: str | os.PathLike[str]) -> Tensor:
 def _read_with_pillow(path: str | os.PathLike[str]) -> Tensor:
     try:
         with PIL.Image.open(path) as img:
-            img = PIL.ImageOps.exif_transpose(img)
-            array = _pillow_rgb(img)
+            return _pillow_rgb(PIL.ImageOps.exif_transpose(img))
     except (OSError, ValueError, PIL.Image.DecompressionBombError) as exc:  # UnidentifiedImageError is an OSError
         raise DataError(path, f"cannot decode image: {exc}") from None
-    return torch.from_numpy(array).permute(2, 0, 1)
 
 
-def _pillow_rgb(img: PIL.Image.Image) -> np.ndarray:
-    """``uint8 [H, W, 3]`` of a Pillow image: high-bit grayscale (``I;16``, ``I``) scaled from 16 bits to 8."""
+def _pillow_rgb(img: PIL.Image.Image) -> Tensor:
+    """``uint8 [3, H, W]`` of a Pillow image; high-bit grayscale (``I;16``, ``I``) scaled from 16 bits to 8."""
     if img.mode.startswith("I"):
-        gray = np.asarray(img).astype(np.float32)
-        gray8 = np.clip(np.round(gray / 257.0), 0, 255).astype(np.uint8)
-        return np.repeat(gray8[..., None], 3, axis=2)
-    return np.array(img.convert("RGB"))  # a writable copy
+        gray = _to_uint8(torch.from_numpy(np.array(img, dtype=np.int32)))
+        return gray.expand(3, -1, -1).contiguous()
+    return torch.from_numpy(np.array(img.convert("RGB"))).permute(2, 0, 1)  # np.array: a writable copy
 
 
 def _to_uint8(image: Tensor) -> Tensor:
-    """A 16-bit decode (``uint16``, 0..65535) scaled to uint8; 8-bit images unchanged."""
+    """A 16-bit image (0..65535, any integer dtype) scaled to uint8; 8-bit images unchanged."""
     if image.dtype == torch.uint8:
         return image
     return (image.to(torch.float32) / 257.0).round().clamp(0, 255).to(torch.uint8)
