@@ -169,12 +169,12 @@ def test_bad_sample_is_skipped_with_one_warning_or_raised(tmp_path: Path, caplog
         annotation(tmp_path / "corrupt.jpg", 10, 10, [], []),
     ]
     dataset = DetectionDataset(annotations, ["thing"])
-    with caplog.at_level(logging.WARNING, logger="ssd.data.dataset"):
+    with caplog.at_level(logging.WARNING, logger="ssd.data"):
         assert isinstance(dataset[0], Sample)
         assert dataset[1] is None
         assert dataset[2] is None
-        assert dataset[2] is None  # again: counted, not logged again
-    assert dataset.bad_samples == 3
+        assert dataset[2] is None  # again: not logged again
+    assert dataset.unreadable.indices() == [1, 2]
     assert len(caplog.records) == 2
     assert "wrong_size.jpg" in caplog.records[0].getMessage() and "says 10x10" in caplog.records[0].getMessage()
     assert "corrupt.jpg" in caplog.records[1].getMessage()

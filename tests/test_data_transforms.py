@@ -21,7 +21,7 @@ from ssd.data.transforms import (
     derive_seed,
     seeded,
 )
-from ssd.errors import DataError
+from ssd.errors import DataError, SSDError
 
 # small images: intra-op threads only add overhead (and stall on a busy machine), as in loader workers
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -174,38 +174,56 @@ def test_derive_seed_is_stable():
 
 
 class BadSamples:
-    """A dataset whose odd indices cannot be loaded."""
+    """A dataset whose odd indices cannot be loaded; sample ``k`` has image id ``k``."""
 
     skip_bad = True
 
     def __init__(self, n: int) -> None:
         self.n = n
+        self.paths = [f"img{k}.jpg" for k in range(n)]
 
     def __len__(self) -> int:
         return self.n
 
     def load_sample(self, index: int) -> Sample:
         if index % 2:
-            raise DataError(f"img{index}.jpg", "cannot decode image")
-        return painted_sample()
+            raise DataError(self.paths[index], "cannot decode image")
+        sample = painted_sample()
+        sample.image_id = index
+        return sample
 
 
-def test_bad_samples_become_none_with_one_warning_each(caplog: pytest.LogCaptureFixture):
-    data = AugmentedDataset(BadSamples(4), EvalTransform(16))
+def test_an_unreadable_sample_is_replaced_by_a_readable_one_augmented_as_itself(caplog: pytest.LogCaptureFixture):
+    transform = TrainTransform(32)
+    data = AugmentedDataset(BadSamples(8), transform, seed=3)
     with caplog.at_level(logging.WARNING):
         items = [data[i] for i in (0, 1, 2, 3, 1, 3)]
-    assert [item is None for item in items] == [False, True, False, True, True, True]
-    assert data.num_skipped == 2
-    assert len(caplog.records) == 2 and "img1.jpg: cannot decode image" in caplog.records[0].getMessage()
+    assert data.num_replaced == 4 and {1, 3} <= set(data.unreadable.indices())
+    assert set(data.unreadable.indices()) <= {1, 3, 5, 7}  # candidates that were unreadable too are recorded
+    assert data.unreadable_paths()[:1] == ["img1.jpg"]
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == len(data.unreadable) and "img1.jpg: cannot decode image: replaced" in warnings[0]
+    for position, index in enumerate((1, 3)):
+        substitute, sample = data.substitute(index, epoch=0)
+        assert substitute % 2 == 0 and sample.image_id == substitute
+        with seeded(derive_seed(3, 0, index)):  # the substitute is augmented under the slot's own seed
+            expected = transform(sample)
+        for got in (items[1 + 2 * position], items[4 + position]):  # the same every time the slot is drawn
+            torch.testing.assert_close(got[0], expected[0], rtol=0, atol=0)
+            torch.testing.assert_close(got[1]["boxes"], expected[1]["boxes"], rtol=0, atol=0)
+    other_epoch = {data.substitute(1, epoch)[0] for epoch in range(12)}
+    assert len(other_epoch) > 1  # a new draw each epoch
     strict = BadSamples(4)
     strict.skip_bad = False
     with pytest.raises(DataError, match="img1.jpg"):
         AugmentedDataset(strict, EvalTransform(16))[1]
 
 
-def test_a_dataset_returning_none_passes_through():
+def test_a_dataset_returning_none_is_replaced_and_one_with_nothing_readable_is_an_error():
     data = AugmentedDataset([painted_sample(), None], EvalTransform(16))
-    assert data[0][0].shape == (3, 16, 16) and data[1] is None and data.num_skipped == 1
+    assert data[1][0].shape == (3, 16, 16) and data.unreadable.indices() == [1] and data.num_replaced == 1
+    with pytest.raises(SSDError, match="neither could any of the 64 samples drawn"):
+        AugmentedDataset([None, None, None], EvalTransform(16))[0]
 
 
 def test_light_recipe_is_only_flip_and_warp():

@@ -168,9 +168,9 @@ def test_corrupt_image_is_skipped_at_load_time(tmp_path: Path, caplog: pytest.Lo
     image = tmp_path / "VOC2007" / "JPEGImages" / "img_b.jpg"
     image.write_bytes(image.read_bytes()[:100])  # truncated
     dataset = build_dataset(config, "train")
-    with caplog.at_level(logging.WARNING, logger="ssd.data.dataset"):
+    with caplog.at_level(logging.WARNING, logger="ssd.data"):
         assert [dataset[i] is None for i in range(3)] == [False, True, False]
-    assert dataset.bad_samples == 1
+    assert dataset.unreadable.indices() == [1]
     assert len(caplog.records) == 1 and str(image) in caplog.records[0].getMessage()
     with pytest.raises(DataError, match="truncated") as info:
         build_dataset(config, "train", skip_bad=False)[1]

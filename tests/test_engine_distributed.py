@@ -12,7 +12,6 @@ import torch.multiprocessing as mp
 from process_helpers import free_port, join_within
 from ssd.engine.distributed import (
     DistInfo,
-    any_process,
     broadcast_object,
     cleanup,
     gather_to_main,
@@ -75,7 +74,6 @@ def test_without_a_process_group_the_helpers_are_identities(monkeypatch, cpu_onl
         monkeypatch.delenv(name, raising=False)
     info = init_distributed("auto")
     assert info == DistInfo(0, 1, 0, torch.device("cpu")) and not dist.is_initialized()
-    assert any_process(info, True, False, 0) == (True, False, False)
     assert max_over_processes(info, 1.5, -2.0) == (1.5, -2.0)
     items, obj = [{"a": 1}, 2], {"key": [1, 2]}
     assert gather_to_main(items) is items and broadcast_object(obj) is obj
@@ -91,7 +89,6 @@ def _worker(rank: int, world_size: int, port: int, out: str) -> None:
         result = {
             "info": [info.rank, info.world_size, info.local_rank, str(info.device), info.is_main, info.distributed],
             "max": max_over_processes(info, float(rank), 10.0 - rank, -1.0),
-            "any": any_process(info, rank == 1, rank == 0, False),
             "broadcast": broadcast_object({"from": rank, "values": [rank] * 3}),
             "gathered": gather_to_main([f"r{rank}a", f"r{rank}b"] if rank == 0 else [f"r{rank}a"]),
         }
@@ -111,6 +108,5 @@ def test_helpers_in_a_two_process_gloo_group(tmp_path):
     assert results[1]["info"] == [1, 2, 1, "cpu", False, True]
     for result in results:
         assert result["max"] == [1.0, 10.0, -1.0]
-        assert result["any"] == [True, True, False]
         assert result["broadcast"] == {"from": 0, "values": [0, 0, 0]}
         assert result["gathered"] == ["r0a", "r0b", "r1a"]  # rank order, every rank's list whole

@@ -1,6 +1,9 @@
 """Short training runs on a tiny shapes dataset: run folder, exact resume, NaN stop, fine-tuning, 2-process DDP."""
 
+import json
+import logging
 import os
+import shutil
 import signal
 from pathlib import Path
 
@@ -9,11 +12,14 @@ import torch
 import torch.multiprocessing as mp
 
 import ssd
-from model_helpers import TINY_96
+from data_helpers import TinyImage, write_voc
+from model_helpers import TINY_96, TINY_128
 from process_helpers import free_port, join_within
 from ssd.checkpoint import load_matching_weights
 from ssd.config import run_config_from_dict
+from ssd.data import build_dataset, load_data_config
 from ssd.data.shapes import generate_shapes
+from ssd.data.transforms import AugmentedDataset, EvalTransform
 from ssd.engine import train as train_module
 from ssd.engine.evaluate import run_evaluation
 from ssd.engine.train import train
@@ -132,6 +138,52 @@ def test_non_finite_loss_stops_with_a_message(shapes_yaml, tmp_path):
     run = tiny_run(shapes_yaml, lr=1e12, warmup_iters=0, iterations=20)
     with pytest.raises(SSDError, match=r"not finite at iteration \d+.*learning rate"):
         train(run, project=tmp_path, name="nan", progress=False)
+
+
+def batch_norm_run(data, **train_overrides):
+    """A tiny batch-norm SSD (TINY_128, down to a 1x1 map) trained for 2 steps of 2 images on ``data``."""
+    settings = dict(iterations=2, batch_size=2, base_batch_size=2, milestones=[], seed=5)
+    run = tiny_run(data, **{**settings, **train_overrides})
+    run.model = dict(TINY_128)
+    return run
+
+
+def test_an_unreadable_image_is_replaced_and_the_run_equals_one_on_its_substitute(tmp_path, caplog):
+    """4 images, batches of 2: a skipped image would leave a batch of one, which batch norm refuses. Replaced, the
+    run trains exactly as it would on a dataset where the broken image is a copy of its substitute."""
+    images = [TinyImage(f"img{k}", k, 40, 48, [(4, 6, 30 + k, 34)], [1 + k % 3]) for k in range(4)]
+    runs = {}
+    for name in ("broken", "copied"):
+        runs[name] = (tmp_path / name / "data.yaml", tmp_path / name / "VOC2007")
+        write_voc(tmp_path / name, images)
+    broken_yaml, broken_root = runs["broken"]
+    (broken_root / "JPEGImages" / "img2.jpg").write_bytes(b"")
+    dataset = build_dataset(load_data_config(broken_yaml), "train")
+    substitute, _ = AugmentedDataset(dataset, EvalTransform(32), seed=5).substitute(2, epoch=0)
+    copied_root = runs["copied"][1]
+    for folder, suffix in (("JPEGImages", ".jpg"), ("Annotations", ".xml")):
+        shutil.copy(copied_root / folder / f"img{substitute}{suffix}", copied_root / folder / f"img2{suffix}")
+
+    with caplog.at_level(logging.WARNING):
+        broken = train(batch_norm_run(str(broken_yaml)), project=tmp_path / "runs", name="broken", progress=False)
+    copied = train(batch_norm_run(str(runs["copied"][0])), project=tmp_path / "runs", name="copied", progress=False)
+    assert broken.iterations == copied.iterations == 2
+    got, expected = (torch.load(r.run_dir / "last.pt", weights_only=True)["model"] for r in (broken, copied))
+    for key, value in expected.items():
+        torch.testing.assert_close(got[key], value, rtol=0, atol=0, msg=key)
+    record = json.loads((broken.run_dir / "replaced_samples.json").read_text())
+    assert record == {"unreadable_images": [str(broken_root / "JPEGImages" / "img2.jpg")], "replacements": 1}
+    assert not (copied.run_dir / "replaced_samples.json").exists()
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("img2.jpg: cannot decode image" in m and "replaced" in m for m in messages)
+    assert any(m.startswith("1 drawn samples were replaced") for m in messages)
+
+
+def test_a_batch_of_one_per_process_for_a_batch_norm_model_is_refused_up_front(shapes_yaml, tmp_path):
+    with pytest.raises(SSDError, match=r"1 image per process.*batch norm.*set train.batch_size to 2 or more"):
+        train(batch_norm_run(shapes_yaml, batch_size=1, base_batch_size=1), project=tmp_path, progress=False)
+    without_norm = tiny_run(shapes_yaml, iterations=1, batch_size=1, base_batch_size=1)  # TINY_96: no batch norm
+    assert train(without_norm, project=tmp_path, name="one", progress=False).iterations == 1
 
 
 def test_fine_tuning_keeps_the_base_and_reinitialises_other_heads(tmp_path):

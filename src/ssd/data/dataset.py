@@ -21,6 +21,7 @@ from torch.utils.data import Dataset
 
 from ..errors import DataError
 from ..images import read_image
+from .unreadable import UnreadableSamples
 
 logger = logging.getLogger(__name__)
 
@@ -132,8 +133,8 @@ class DetectionDataset(Dataset):
     ``class_names`` starts with ``"__background__"``. Images with annotation problems are left out (and the
     problems logged and kept in ``problems``), or the first problem is raised when ``skip_bad`` is False.
     At load time a sample that cannot be read (missing, corrupt or mis-sized image) makes ``__getitem__``
-    log one warning and return None with ``skip_bad`` (the collate drops it; ``bad_samples`` counts these, per
-    process), or raise DataError without. Per image: ``paths``, ``image_ids``, ``annotation_paths``.
+    log one warning and return None with ``skip_bad`` (the collate drops it; ``unreadable`` records it across
+    loader workers), or raise DataError without. Per image: ``paths``, ``image_ids``, ``annotation_paths``.
     """
 
     def __init__(
@@ -159,9 +160,8 @@ class DetectionDataset(Dataset):
         self.transform = transform
         self.keep_difficult = keep_difficult
         self.skip_bad = skip_bad
-        self.bad_samples = 0
-        self._warned: set[int] = set()
         self._pack(annotations)
+        self.unreadable = UnreadableSamples(len(self.paths))
 
     def _pack(self, annotations: Sequence[ImageAnnotation]) -> None:
         """Store all boxes in a few flat arrays (cheap to copy to worker processes) with per-image offsets."""
@@ -244,10 +244,7 @@ class DetectionDataset(Dataset):
         except DataError as exc:
             if not self.skip_bad:
                 raise
-            self.bad_samples += 1
-            if index not in self._warned:  # one line per bad image, not one per epoch
-                self._warned.add(index)
-                logger.warning("skipped sample %d: %s", index, exc)
+            self.unreadable.mark(index, f"skipped an unreadable image: {exc}")
             return None
         return self.transform(sample) if self.transform is not None else sample
 

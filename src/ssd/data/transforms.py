@@ -16,14 +16,14 @@ The photometric distortion and the min-IoU crop are torchvision's, computed fast
 same random draws, same results). Warps are bilinear without antialiasing, as in the original Caffe SSD and
 torchvision's SSD.
 
-A bad sample (the base dataset's ``load_sample`` raises ``DataError``, or ``dataset[i]`` returns ``None``)
-becomes ``None``, which ``loader.collate`` drops; each bad index is logged once and counted in ``num_skipped``.
-A base dataset with ``skip_bad = False`` has its ``DataError`` raised instead.
+A bad sample (the base dataset's ``load_sample`` raises ``DataError``, or ``dataset[i]`` returns ``None``) is
+logged once and replaced, wherever it is drawn, by another sample chosen from ``(seed, epoch, i)``, augmented as
+item ``i`` would have been: batches stay full (a batch-norm model never gets a batch of one) and the run stays
+a function of its seed. A base dataset with ``skip_bad = False`` has its ``DataError`` raised instead.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Protocol
@@ -36,11 +36,13 @@ from torch import Tensor
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
-from ..errors import DataError
+from ..errors import DataError, SSDError
 from ..images import resize_to_square
 from .fast_augment import MinIoURandomCrop, PhotometricDistort
+from .unreadable import UnreadableSamples
 
-log = logging.getLogger(__name__)
+MAX_SUBSTITUTE_DRAWS = 64  # candidates tried for an unreadable sample before the dataset is called unreadable
+_SUBSTITUTE_STREAM = 3  # keeps the substitutes' draws apart from the sampler's and the workers' streams
 
 Target = dict[str, Any]
 
@@ -188,8 +190,11 @@ class EvalTransform:
 class AugmentedDataset(Dataset):
     """``dataset`` with ``transform`` applied, item ``i`` under a generator seeded from ``(seed, epoch, i)``.
 
-    ``__getitem__(i) -> (image, target)``, or ``None`` for a bad sample (``load_sample`` raised ``DataError``, or
-    ``dataset[i]`` returned ``None``). ``set_epoch`` reaches loader workers, persistent ones included.
+    ``__getitem__(i) -> (image, target)``, always: a sample that cannot be read (``load_sample`` raised
+    ``DataError``, or ``dataset[i]`` returned ``None``) is replaced by another one drawn from ``(seed, epoch, i)``
+    (``substitute``) and augmented under item ``i``'s seed, so batches stay full and a run stays reproducible
+    and resumable. ``unreadable`` names the samples found bad, ``num_replaced`` counts the replacements (both
+    across loader workers). ``set_epoch`` reaches loader workers, persistent ones included.
     """
 
     def __init__(self, dataset: Any, transform: Callable[[SampleLike], tuple[Tensor, Target]], seed: int = 0) -> None:
@@ -197,7 +202,8 @@ class AugmentedDataset(Dataset):
         self.transform = transform
         self.seed = seed
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
-        self._bad = torch.zeros(len(dataset), dtype=torch.bool).share_memory_()  # [len] indices found bad
+        self.unreadable = UnreadableSamples(len(dataset))
+        self._replaced = torch.zeros(len(dataset), dtype=torch.int32).share_memory_()  # [len] replacements per item
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -210,30 +216,52 @@ class AugmentedDataset(Dataset):
         self._epoch.fill_(epoch)
 
     @property
-    def num_skipped(self) -> int:
-        """How many distinct samples were bad so far (across all loader workers)."""
-        return int(self._bad.sum())
+    def num_replaced(self) -> int:
+        """How many items were served by a substitute so far (across all loader workers)."""
+        return int(self._replaced.sum())
+
+    def unreadable_paths(self) -> list[str]:
+        """The samples found unreadable so far: their image paths when the dataset has ``paths``, else indices."""
+        paths = getattr(self.dataset, "paths", None)
+        return [str(paths[i]) if paths is not None else f"sample {i}" for i in self.unreadable.indices()]
 
     def _load(self, index: int) -> SampleLike | None:
+        """Sample ``index``, or None (recorded in ``unreadable``) when it cannot be read and ``skip_bad`` allows."""
         load_sample = getattr(self.dataset, "load_sample", None)
         if load_sample is None:
             sample = self.dataset[index]
             if sample is None:
-                self._bad[index] = True
+                self.unreadable.mark(index, f"sample {index} of the dataset is missing: replaced by another one")
             return sample
         try:
             return load_sample(index)
         except DataError as err:
             if not getattr(self.dataset, "skip_bad", True):
                 raise
-            if not self._bad[index]:
-                log.warning("skipping a bad sample: %s", err)
-            self._bad[index] = True
+            self.unreadable.mark(index, f"{err}: replaced by another image of the epoch wherever it is drawn")
             return None
 
-    def __getitem__(self, index: int) -> tuple[Tensor, Target] | None:
+    def substitute(self, index: int, epoch: int) -> tuple[int, SampleLike]:
+        """``(j, sample j)``: the first readable of the candidates drawn from ``(seed, epoch, index)`` to replace
+        unreadable item ``index``; the same every time, whatever was loaded before."""
+        for attempt in range(MAX_SUBSTITUTE_DRAWS):
+            candidate = derive_seed(self.seed, epoch, index, attempt, _SUBSTITUTE_STREAM) % len(self)
+            if candidate == index or candidate in self.unreadable:
+                continue
+            sample = self._load(candidate)
+            if sample is not None:
+                return candidate, sample
+        raise SSDError(
+            f"sample {index} cannot be read and neither could any of the {MAX_SUBSTITUTE_DRAWS} samples drawn to "
+            f"replace it ({len(self.unreadable)} of {len(self)} found unreadable): check the images with "
+            "`ssd check-data`"
+        )
+
+    def __getitem__(self, index: int) -> tuple[Tensor, Target]:
+        epoch = self.epoch
         sample = self._load(index)
         if sample is None:
-            return None
-        with seeded(derive_seed(self.seed, self.epoch, index)):
+            _, sample = self.substitute(index, epoch)
+            self._replaced[index] += 1
+        with seeded(derive_seed(self.seed, epoch, index)):
             return self.transform(sample)

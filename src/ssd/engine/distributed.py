@@ -81,11 +81,6 @@ def gather_to_main(items: list[Any]) -> list[Any]:
     return [item for part in gathered for item in part]
 
 
-def any_process(info: DistInfo, *flags: bool) -> tuple[bool, ...]:
-    """Each flag OR-ed over all processes (one small all-reduce; the flags themselves without torchrun)."""
-    return tuple(bool(v) for v in max_over_processes(info, *(float(f) for f in flags)))
-
-
 def max_over_processes(info: DistInfo, *values: float) -> tuple[float, ...]:
     """Each value's maximum over all processes (one small all-reduce; the values themselves without torchrun)."""
     if not info.distributed:

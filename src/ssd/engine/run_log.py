@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import csv
+import json
 import time
 from pathlib import Path
 
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
+from ..files import atomic_write_text
 from ..plots import plot_loss_curves, plot_metric_curve
 from .state import History
 
 LOG_INTERVAL = 10  # iterations per logged loss mean
+REPLACED_SAMPLES_FILE = "replaced_samples.json"
 
 
 class LossWindow:
@@ -101,6 +104,16 @@ def append_metrics_csv(path: Path, iteration: int, epoch: float, mean_ap: float,
                 f"{mean_ap:.5f}",
             ]
         )
+
+
+def record_replaced_samples(path: Path, unreadable: list[str], replacements: int) -> None:
+    """Add this session's unreadable training images and replacement count to ``path`` (kept over resumes)."""
+    before = json.loads(path.read_text()) if path.exists() else {"unreadable_images": [], "replacements": 0}
+    record = {
+        "unreadable_images": sorted({*before["unreadable_images"], *unreadable}),
+        "replacements": before["replacements"] + replacements,
+    }
+    atomic_write_text(path, json.dumps(record, indent=2))
 
 
 def write_plots(run_dir: Path, history: History) -> None:

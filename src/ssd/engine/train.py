@@ -32,9 +32,17 @@ from ..data.transforms import AugmentedDataset, EvalTransform, TrainTransform
 from ..errors import SSDError
 from ..layout import apply_layout
 from ..model.ssd import SSD
-from .distributed import DistInfo, any_process, barrier, broadcast_object, cleanup, init_distributed, max_over_processes
+from .distributed import (
+    DistInfo,
+    barrier,
+    broadcast_object,
+    cleanup,
+    gather_to_main,
+    init_distributed,
+    max_over_processes,
+)
 from .evaluate import evaluate_detections, predict_dataset
-from .run_log import LOG_INTERVAL, LossWindow, RunLog
+from .run_log import LOG_INTERVAL, REPLACED_SAMPLES_FILE, LossWindow, RunLog, record_replaced_samples
 from .runs import new_run_dir
 from .schedule import expected_iterations, out_of_time
 from .signals import StopSignal
@@ -83,6 +91,7 @@ def train(
             data_cfg, run.train.train_split, keep_difficult=run.train.keep_difficult, skip_bad=run.train.skip_bad
         )
         model = build_training_model(run, train_set.class_names, dist_info)
+        check_batch_norm_batch(model, run.train, dist_info)
         data = build_training_data(run, data_cfg, train_set, model, dist_info)
         state = TrainState.create(run, model, dist_info.device)
         if saved is not None:
@@ -93,8 +102,7 @@ def train(
         interrupted = train_loop(
             state, wrap_for_processes(model, run.train, dist_info), data, run_dir, dist_info, progress
         )
-        if dist_info.is_main and data.augmented.num_skipped:
-            log.warning("skipped %d unreadable training images (each named above)", data.augmented.num_skipped)
+        report_replaced_samples(data.augmented, run_dir, dist_info)
         barrier()
         return TrainResult(run_dir, state.iteration, state.best_map, interrupted)
     finally:
@@ -153,6 +161,23 @@ def build_training_model(run: RunConfig, class_names: list[str], dist_info: Dist
             )
     model.to(dist_info.device)
     return apply_layout(model, dist_info.device, training=True, setting=cfg.channels_last)
+
+
+def check_batch_norm_batch(model: SSD, cfg: TrainConfig, dist_info: DistInfo) -> None:
+    """Refuse a per-process batch of one image for a batch-norm model, unless SyncBatchNorm pools the processes:
+    its smallest maps (1x1) would hold one value per channel, which batch norm cannot normalise."""
+    per_process = cfg.batch_size // dist_info.world_size
+    has_batch_norm = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    synchronised = dist_info.distributed and dist_info.device.type == "cuda" and cfg.sync_bn
+    if per_process > 1 or not has_batch_norm or synchronised:
+        return
+    processes = f"{dist_info.world_size} processes" if dist_info.distributed else "1 process"
+    raise SSDError(
+        f"train.batch_size {cfg.batch_size} over {processes} leaves 1 image per process, and the batch norm of the "
+        f"{model.config.backbone} model needs at least 2 in training (its 1x1 maps hold one value per channel): "
+        f"set train.batch_size to {2 * dist_info.world_size} or more"
+        + (", or train on CUDA, where train.sync_bn: true pools the processes" if dist_info.distributed else "")
+    )
 
 
 def build_training_data(run: RunConfig, data_cfg: Any, train_set: Any, model: SSD, dist_info: DistInfo) -> TrainingData:
@@ -237,9 +262,6 @@ def run_steps(
     start = time.perf_counter() - state.clock.seconds  # training time counts on across a resume
     window = LossWindow()
     for images, targets in batches(data.train, state.iteration):
-        (empty,) = any_process(dist_info, not images)  # all unreadable (each warned about): all processes skip
-        if empty:
-            continue
         losses = train_step(state, net, images, targets, dist_info.device)
         signalled, seconds = max_over_processes(dist_info, float(stop.requested), time.perf_counter() - start)
         state.clock.seconds = seconds
@@ -330,6 +352,23 @@ def evaluate_and_keep_best(
     if state.best_map is None or mean_ap > state.best_map:
         state.best_map = mean_ap
         state.save(run_dir / "best.pt")
+
+
+def report_replaced_samples(augmented: AugmentedDataset, run_dir: Path, dist_info: DistInfo) -> None:
+    """Log how many drawn samples were replaced because their image could not be read, and record them in the
+    run folder's ``replaced_samples.json``."""
+    paths = sorted(set(gather_to_main(augmented.unreadable_paths())))
+    replaced = sum(gather_to_main([augmented.num_replaced]))
+    if not dist_info.is_main or not paths:
+        return
+    log.warning(
+        "%d drawn samples were replaced by others of the same epoch: %d training images cannot be read (named "
+        "above; listed in %s)",
+        replaced,
+        len(paths),
+        run_dir / REPLACED_SAMPLES_FILE,
+    )
+    record_replaced_samples(run_dir / REPLACED_SAMPLES_FILE, paths, replaced)
 
 
 def save_last(state: TrainState, run_dir: Path, dist_info: DistInfo) -> None:
