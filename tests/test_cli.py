@@ -93,6 +93,23 @@ def test_predict_on_a_folder(dataset_and_model, tmp_path):
     assert len(list(out.glob("*.jpg"))) == 10
 
 
+def test_predict_skips_unreadable_files_and_its_exit_status_says_what_was_read(dataset_and_model, tmp_path, capsys):
+    _, weights, root = dataset_and_model
+    good = root / "shapes" / "SHAPES" / "JPEGImages" / "test_000000.jpg"
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(good.read_bytes()[:300])
+    args = ["predict", str(good), str(broken), "--weights", str(weights), "--no-progress", "--no-save"]
+    assert main([*args, "--out", str(tmp_path / "a")]) == 0
+    out = capsys.readouterr().out
+    assert f"1 images, 1 skipped ({broken}: cannot decode image" in out and "detections; results in" in out
+    assert len(json.loads((tmp_path / "a" / "predictions.json").read_text())) == 1
+    assert main([*args, "--out", str(tmp_path / "b"), "--strict"]) == 1  # everything written, then status 1
+    assert len(json.loads((tmp_path / "b" / "predictions.json").read_text())) == 1
+    capsys.readouterr()
+    assert main(["predict", str(broken), "--weights", str(weights), "--no-progress", "--out", str(tmp_path / "c")]) == 2
+    assert f"error: {broken}: cannot decode image" in capsys.readouterr().err
+
+
 def test_predict_in_bf16_and_fp16_needs_cuda(dataset_and_model, tmp_path, capsys):
     _, weights, root = dataset_and_model
     image = root / "shapes" / "SHAPES" / "JPEGImages" / "test_000000.jpg"

@@ -14,7 +14,9 @@ from torchvision.ops import box_convert, box_iou
 import ssd
 from model_helpers import CLASS_NAMES, tiny_model_with_spread_scores
 from ssd.data.dataset import read_image
-from ssd.engine.predict import Predictor, expand_sources, predict_sources
+from ssd.engine.predict import predict_sources
+from ssd.engine.predictor import Predictor
+from ssd.engine.sources import expand_sources
 from ssd.errors import DataError, SSDError
 from ssd.viz import draw_detections
 
@@ -224,13 +226,18 @@ def test_predict_sources_on_a_glob_and_a_file(model, tmp_path):
     predictor = Predictor(model, conf=0.9)
     summary = predict_sources(predictor, [str(tmp_path / "in" / "*.png")], tmp_path / "glob", progress=False)
     assert summary["images"] == 2
-    assert sorted(p.name for p in (tmp_path / "glob").iterdir()) == ["001.png", "b.png", "predictions.json"]
+    assert sorted(p.name for p in (tmp_path / "glob").iterdir()) == [
+        "001.png",
+        "b.png",
+        "predictions.json",
+        "predictions.jsonl",
+    ]
 
     summary = predict_sources(
         predictor, [tmp_path / "in" / "c.jpg"], tmp_path / "one", save_images=False, coco_json=False
     )
     assert summary["outputs"] == [] and summary["coco_json"] is None
-    assert sorted(p.name for p in (tmp_path / "one").iterdir()) == ["predictions.json"]
+    assert sorted(p.name for p in (tmp_path / "one").iterdir()) == ["predictions.json", "predictions.jsonl"]
     (entry,) = json.loads((tmp_path / "one" / "predictions.json").read_text())
     assert entry["path"] == str(tmp_path / "in" / "c.jpg") and len(entry["scores"]) == summary["detections"]
     assert (entry["height"], entry["width"]) == tuple(images["c.jpg"].shape[-2:])
@@ -326,5 +333,91 @@ def test_sixteen_bit_tiff_gif_and_rotated_photos_are_predicted_as_shown(model, t
     assert (entries["portrait.jpg"]["height"], entries["portrait.jpg"]["width"]) == (80, 50)  # upright
     assert (entries["depth16.png"]["height"], entries["depth16.png"]["width"]) == (60, 80)
     written = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert written == ["anim.png", "depth16.png", "microscope.png", "portrait.jpg", "predictions.json"]
+    assert written == [
+        "anim.png",
+        "depth16.png",
+        "microscope.png",
+        "portrait.jpg",
+        "predictions.json",
+        "predictions.jsonl",
+    ]
     assert read_image(tmp_path / "out" / "portrait.jpg").shape == (3, 80, 50)
+
+
+def write_broken_files(folder: Path) -> list[Path]:
+    """An empty JPEG, a truncated PNG and a text file named like a PNG in ``folder``; returns their paths."""
+    empty, truncated, text = folder / "empty.jpg", folder / "truncated.png", folder / "text.png"
+    empty.write_bytes(b"")
+    write_png(random_images()[0], str(truncated))
+    truncated.write_bytes(truncated.read_bytes()[:200])
+    text.write_text("a PNG in name only")
+    return [empty, truncated, text]
+
+
+def test_unreadable_sources_are_skipped_named_and_the_rest_predicted(model, tmp_path, caplog):
+    images = write_image_folder(tmp_path / "in")
+    broken = write_broken_files(tmp_path / "in")
+    (tmp_path / "table.csv").write_text("a,b\n")
+    missing, table = tmp_path / "nowhere.jpg", tmp_path / "table.csv"
+    predictor = Predictor(model, conf=0.9, batch_size=2)  # each batch holds a broken file
+    with caplog.at_level("WARNING", logger="ssd.engine.predict"):
+        summary = predict_sources(predictor, [tmp_path / "in", missing, table], tmp_path / "out", progress=False)
+
+    skipped = {Path(s["path"]).name: s["reason"] for s in summary["skipped"]}
+    assert summary["images"] == 3 and sorted(skipped) == ["empty.jpg", "nowhere.jpg", "table.csv", "text.png",
+                                                          "truncated.png"]  # fmt: skip
+    assert skipped["nowhere.jpg"] == "no such file or folder" and "unknown file type '.csv'" in skipped["table.csv"]
+    assert all(reason.startswith("cannot decode image") for name, reason in skipped.items() if name in
+               ("empty.jpg", "text.png", "truncated.png"))  # fmt: skip
+    assert len(caplog.records) == 5 and all(r.getMessage().startswith("skipped ") for r in caplog.records)
+    assert json.loads((tmp_path / "out" / "skipped.json").read_text()) == summary["skipped"]
+
+    entries = json.loads((tmp_path / "out" / "predictions.json").read_text())
+    lines = [json.loads(line) for line in (tmp_path / "out" / "predictions.jsonl").read_text().splitlines()]
+    assert lines == entries and [Path(e["path"]).name for e in entries] == list(images)
+    for entry, det in zip(entries, predictor.detect(list(images.values()))):
+        assert entry["labels"] == det["labels"].tolist()
+    assert not any((tmp_path / "out" / p.name).exists() for p in broken)
+
+    with pytest.raises(DataError, match="nothing else could be read") as info:
+        predict_sources(predictor, [*broken, missing], tmp_path / "none", progress=False)
+    assert info.value.path == str(missing)  # the sources that give no file are named first
+
+
+def test_a_stopped_run_writes_the_batches_it_finished(model, tmp_path, monkeypatch):
+    import os
+    import signal
+
+    write_image_folder(tmp_path / "in")
+    predictor = Predictor(model, batch_size=1)
+    real_detect, calls = predictor.detect, []
+
+    def detect_then_stop(images):
+        calls.append(1)
+        if len(calls) == 2:  # Ctrl-C during the second batch: it finishes, the third is not started
+            os.kill(os.getpid(), signal.SIGINT)
+        return real_detect(images)
+
+    monkeypatch.setattr(predictor, "detect", detect_then_stop)
+    summary = predict_sources(predictor, [tmp_path / "in"], tmp_path / "out", progress=False)
+    assert summary["interrupted"] and summary["images"] == 2 and len(calls) == 2
+    entries = json.loads((tmp_path / "out" / "predictions.json").read_text())
+    assert [Path(e["path"]).name for e in entries] == ["001.png", "b.png"]
+
+
+def test_predictor_on_a_list_raises_or_reports_an_unreadable_file(model, tmp_path):
+    images = write_image_folder(tmp_path / "in")
+    (broken,) = write_broken_files(tmp_path / "in")[:1]
+    good = tmp_path / "in" / "b.png"
+    predictor = Predictor(model, batch_size=2)
+    with pytest.raises(DataError, match="empty.jpg: cannot decode image"):
+        predictor([good, broken])
+    results = predictor([good, broken, images["c.jpg"]], on_error="report")
+    assert [r["path"] for r in results[:2]] == [str(good), str(broken)] and "path" not in results[2]
+    assert results[1]["error"].startswith("cannot decode image") and len(results[1]["boxes"]) == 0
+    assert results[1]["boxes"].shape == (0, 4) and results[1]["names"] == []
+    assert "error" not in results[0] and "error" not in results[2]
+    assert_same(results[0], predictor(good)[0])
+    assert_same(results[2], predictor(images["c.jpg"])[0])
+    with pytest.raises(SSDError, match="on_error must be one of raise, report"):
+        predictor([good], on_error="ignore")

@@ -82,5 +82,5 @@ def test_augmentation_grid_is_a_png_of_n_tiles(tmp_path: Path):
     assert grid.shape == (3, 2 * 64 + 3 * 4, 3 * 64 + 4 * 4)  # 3 columns (ceil sqrt 6), 2 rows, 4 px padding
     tiles = [grid[:, 4 + r * 68 : 4 + r * 68 + 64, 4 + c * 68 : 4 + c * 68 + 64] for r in range(2) for c in range(3)]
     assert all(not torch.equal(tiles[0], tile) for tile in tiles[1:])  # repeated samples get fresh augmentations
-    with pytest.raises(SSDError, match="could be loaded"):
+    with pytest.raises(SSDError, match="cannot be read and neither could any"):
         save_augmentation_grid([None], TrainTransform(64), tmp_path / "none.png", n=2)

@@ -4,7 +4,7 @@ from .backbone_weights import load_backbone_weights, load_vgg16_imagenet, vgg16_
 from .build import build_model
 from .checkpoint import load, save
 from .config import ModelConfig
-from .engine.predict import Predictor
+from .engine.predictor import Predictor
 from .errors import DataError, SSDError
 from .interop import from_torchvision
 from .metrics import evaluate

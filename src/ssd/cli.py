@@ -14,8 +14,10 @@ from .data.check import run_check_data
 from .engine.demo import run_demo
 from .engine.evaluate import run_evaluation
 from .engine.memory import keep_freed_memory
-from .engine.predict import Predictor, expand_sources, predict_sources
+from .engine.predict import predict_sources, summary_line
+from .engine.predictor import Predictor
 from .engine.runs import new_run_dir
+from .engine.sources import expand_sources
 from .engine.train import train
 from .errors import SSDError
 from .images import read_image
@@ -254,6 +256,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="output folder (default: runs/predict, numbered)")
     p.add_argument("--coco-json", action="store_true", help="also write detections_coco.json")
     p.add_argument("--no-save", action="store_true", help="write the JSON only, no annotated images")
+    p.add_argument("--strict", action="store_true", help="exit with status 1 if any source was skipped")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_run_predict)
 
@@ -279,11 +282,10 @@ def _run_predict(args: argparse.Namespace) -> int:
         coco_json=args.coco_json,
         progress=False if args.no_progress else None,
     )
-    print(
-        f"{summary['detections']} detections in {summary['images']} images and {summary['frames']} video frames; "
-        f"results in {summary['out_dir']}"
-    )
-    return 0
+    print(summary_line(summary))
+    if summary["interrupted"]:
+        return 130
+    return 1 if args.strict and summary["skipped"] else 0
 
 
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [

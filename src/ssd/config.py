@@ -178,7 +178,7 @@ class TrainConfig:
     eval_metric: str = "voc07"
     checkpoint_interval: int = 2000
     keep_difficult: bool = True  # train on VOC 'difficult' objects, as the original did
-    skip_bad: bool = True  # skip unreadable samples with a warning instead of stopping
+    skip_bad: bool = True  # replace an unreadable image by another of the epoch (warned once) instead of stopping
     weights: str | None = None  # start from a checkpoint (another dataset's: heads are re-initialised)
     backbone_weights: str | None = None  # torchvision ImageNet weights file of the backbone
     max_minutes: float | None = None  # stop (and save) after this much training time (evaluations included) in all

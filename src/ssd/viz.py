@@ -99,8 +99,8 @@ def save_augmentation_grid(
 
     ``dataset_or_samples`` is a dataset (``load_sample(i)`` or ``[i]``) or a list of samples; ``transform`` a
     training transform (fixed output size, boxes in output pixels). With fewer samples than ``n``, samples
-    repeat with fresh augmentations. Randomness comes from ``seed`` (via ``AugmentedDataset``); bad samples are
-    left out.
+    repeat with fresh augmentations. Randomness comes from ``seed`` (via ``AugmentedDataset``); a bad sample is
+    replaced by another, as in training.
     """
     data = AugmentedDataset(dataset_or_samples, transform, seed)
     if len(data) == 0:
@@ -108,11 +108,7 @@ def save_augmentation_grid(
     tiles = []
     for j in range(n):
         data.set_epoch(j // len(data))
-        item = data[j % len(data)]
-        if item is not None:
-            image, target = item
-            tiles.append(draw_detections(image, target["boxes"], target["labels"], class_names=class_names))
-    if not tiles:
-        raise SSDError(f"{path}: none of the samples could be loaded")
+        image, target = data[j % len(data)]
+        tiles.append(draw_detections(image, target["boxes"], target["labels"], class_names=class_names))
     grid = make_grid(tiles, nrow=math.ceil(math.sqrt(n)), padding=4, pad_value=255)
     save_image(grid, path)

@@ -14,7 +14,8 @@ from ..data import build_dataset, load_data_config
 from ..data.shapes import generate_shapes
 from ..presets import model_config
 from .evaluate import run_evaluation
-from .predict import Predictor, predict_sources
+from .predict import predict_sources
+from .predictor import Predictor
 from .train import train
 
 # fresh images rather than augmented repeats: drawing one costs less than augmenting it at every step, and a

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -14,11 +15,14 @@ from ..data import build_dataset, load_data_config
 from ..data.loader import build_loader
 from ..data.transforms import EvalTransform
 from ..errors import SSDError
+from ..files import atomic_write_text
 from ..metrics import METRICS, evaluate
 from .detectors import Detector, load_detector
 from .distributed import DistInfo, gather_to_main
 from .report import format_table, write_report
 from .runs import new_run_dir
+
+UNREADABLE_FILE = "unreadable_images.json"
 
 
 @torch.no_grad()
@@ -86,7 +90,11 @@ def run_evaluation(
     out_dir: str | Path | None = None,
     progress: bool = True,
 ) -> dict[str, dict[str, Any]]:
-    """``ssd eval``: run ``weights`` over a split, print the table, write the report; returns the results."""
+    """``ssd eval``: run ``weights`` over a split, print the table, write the report; returns the results.
+
+    An image that cannot be read is left out with a warning (its objects too) and listed in the report folder's
+    ``unreadable_images.json``; SSDError if none can be read.
+    """
     unknown = [m for m in metrics if m not in METRICS]
     if unknown or not metrics:
         raise SSDError(f"unknown metric(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(METRICS)}")
@@ -101,10 +109,19 @@ def run_evaluation(
     detections, targets = predict_dataset(
         loaded.detector, loader, loaded.device, progress=progress, desc=f"eval {split}"
     )
+    unreadable = [dataset.paths[i] for i in dataset.unreadable.indices()]
+    if not targets:
+        raise SSDError(f"{data}: none of the {len(dataset)} images of split {split!r} could be read (named above)")
     results = evaluate_detections(detections, targets, metrics, loaded.class_names)
     print(format_table(results, loaded.class_names))
     out_dir = Path(out_dir) if out_dir is not None else new_run_dir("runs", None, False, prefix="eval")
     category_ids = getattr(dataset, "label_to_category_id", None)
     write_report(out_dir, results, detections, targets, loaded.class_names, category_ids)
+    if unreadable:
+        atomic_write_text(out_dir / UNREADABLE_FILE, json.dumps(unreadable, indent=1))
+        print(
+            f"{len(unreadable)} of {len(dataset)} images could not be read and are left out of the scores, their "
+            f"objects included (named above; listed in {out_dir / UNREADABLE_FILE})"
+        )
     print(f"report written to {out_dir}")
     return results
