@@ -11,7 +11,15 @@ import torchvision.transforms.v2.functional as TF
 
 from data_helpers import write_jpeg_file
 from ssd.errors import DataError, SSDError
-from ssd.images import IMAGE_SUFFIXES, check_image, read_image, read_image_size, resize_to_square
+from ssd.images import (
+    IMAGE_SUFFIXES,
+    NotAnImageError,
+    check_image,
+    decode_image_bytes,
+    read_image,
+    read_image_size,
+    resize_to_square,
+)
 
 
 def test_read_image_errors_name_the_file(tmp_path: Path) -> None:
@@ -29,6 +37,25 @@ def test_read_image_errors_name_the_file(tmp_path: Path) -> None:
         assert info.value.path == str(path)
     with pytest.raises(DataError, match="cannot read image header"):
         read_image_size(garbage)
+
+
+def test_the_format_comes_from_the_bytes_and_not_an_image_is_told_from_broken(tmp_path: Path) -> None:
+    image = torch.randint(0, 256, (3, 10, 13), dtype=torch.uint8, generator=torch.Generator().manual_seed(2))
+    for name in ("PNG", "BMP", "GIF", "TIFF", "WEBP"):
+        path = tmp_path / f"really_{name.lower()}.jpg"  # misnamed: read by what it holds
+        PIL.Image.fromarray(image.permute(1, 2, 0).numpy()).save(path, format=name, lossless=True)
+        decoded = decode_image_bytes(path.read_bytes(), "upload")
+        assert decoded.shape == (3, 10, 13) and torch.equal(decoded, read_image(path)), name
+        if name != "GIF":  # GIF holds a palette of the colours
+            assert torch.equal(decoded, image), name
+    for data, reason in [(b"", "the file is empty"), (b"%PDF-1.7 ...", "not a JPEG, PNG, WebP, BMP, GIF or TIFF")]:
+        with pytest.raises(NotAnImageError, match=reason) as info:
+            decode_image_bytes(data, "upload")
+        assert info.value.path == "upload"
+    png = (tmp_path / "really_png.jpg").read_bytes()
+    with pytest.raises(DataError) as info:
+        decode_image_bytes(png[: len(png) // 2], "upload")
+    assert not isinstance(info.value, NotAnImageError) and "cannot decode image" in info.value.message
 
 
 def test_bmp_images_are_read_with_pillow(tmp_path: Path) -> None:

@@ -4,10 +4,12 @@ runtime all use."""
 
 from __future__ import annotations
 
+import io
 import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import PIL.Image
@@ -20,38 +22,70 @@ from torchvision.io import ImageReadMode, decode_image
 from .errors import DataError, SSDError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff")
-TORCHVISION_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")  # the rest (BMP, GIF, TIFF) through Pillow
 EXIF_ORIENTATION_TAG = 0x0112
 TRANSPOSING_ORIENTATIONS = (5, 6, 7, 8)  # EXIF orientations that swap width and height
+KNOWN_FORMATS = "JPEG, PNG, WebP, BMP, GIF or TIFF"
+
+
+class NotAnImageError(DataError):
+    """The bytes are empty or of no image format read here (as opposed to an image that is corrupt or cut short)."""
 
 
 def read_image(path: str | os.PathLike[str]) -> Tensor:
     """Decode an image file to ``Tensor[3, H, W]`` uint8 RGB as a viewer shows it; DataError naming the file if it
-    cannot be read.
-
-    The EXIF orientation is applied; grayscale, palette, CMYK and alpha images become RGB (alpha dropped);
-    16-bit images are scaled to 8 bits; of a GIF or multi-page TIFF the first frame is read. torchvision decodes
-    JPEG, PNG and WebP, Pillow BMP, GIF and TIFF.
-    """
+    cannot be read (see ``decode_image_bytes``)."""
     if not os.path.isfile(path):
         raise DataError(path, "image file not found")
-    if Path(path).suffix.lower() not in TORCHVISION_SUFFIXES:
-        return _read_with_pillow(path)
+    return decode_image_bytes(Path(path).read_bytes(), path)
+
+
+def decode_image_bytes(data: bytes, source: str | os.PathLike[str]) -> Tensor:
+    """Decode an encoded image to ``Tensor[3, H, W]`` uint8 RGB as a viewer shows it; errors name ``source``.
+
+    The format comes from the bytes, not a file name. The EXIF orientation is applied; grayscale, palette, CMYK
+    and alpha images become RGB (alpha dropped); 16-bit images are scaled to 8 bits; of a GIF or multi-page TIFF
+    the first frame is read. torchvision decodes JPEG, PNG and WebP, Pillow BMP, GIF and TIFF. NotAnImageError
+    for empty or unknown bytes, DataError for a corrupt or truncated image.
+    """
+    kind = sniff_format(data)
+    if kind is None:
+        reason = "the file is empty" if not data else f"not a {KNOWN_FORMATS} file"
+        raise NotAnImageError(source, f"cannot decode image: {reason}")
+    if kind not in ("jpeg", "png", "webp"):
+        return _read_with_pillow(data, source)
     try:
-        image = decode_image(str(path), mode=ImageReadMode.RGB, apply_exif_orientation=True)
+        encoded = torch.frombuffer(bytearray(data), dtype=torch.uint8)
+        image = decode_image(encoded, mode=ImageReadMode.RGB, apply_exif_orientation=True)
     except RuntimeError as exc:
         # torchvision prefixes its messages with the C++ source location: keep only the reason
         reason = re.sub(r"^.*\.cpp:\d+, ", "", str(exc)).strip()
-        raise DataError(path, f"cannot decode image: {reason}") from None
+        raise DataError(source, f"cannot decode image: {reason}") from None
     return _to_uint8(image)
 
 
-def _read_with_pillow(path: str | os.PathLike[str]) -> Tensor:
+def sniff_format(data: bytes) -> str | None:
+    """``"jpeg"``, ``"png"``, ``"webp"``, ``"gif"``, ``"bmp"`` or ``"tiff"`` from the first bytes; None otherwise."""
+    if data.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    if data[:6] in (b"GIF87a", b"GIF89a"):
+        return "gif"
+    if data.startswith(b"BM"):
+        return "bmp"
+    if data[:4] in (b"II*\x00", b"MM\x00*"):
+        return "tiff"
+    return None
+
+
+def _read_with_pillow(data: bytes, source: str | os.PathLike[str]) -> Tensor:
     try:
-        with PIL.Image.open(path) as img:
+        with PIL.Image.open(io.BytesIO(data)) as img:
             return _pillow_rgb(PIL.ImageOps.exif_transpose(img))
     except (OSError, ValueError, PIL.Image.DecompressionBombError) as exc:  # UnidentifiedImageError is an OSError
-        raise DataError(path, f"cannot decode image: {exc}") from None
+        raise DataError(source, f"cannot decode image: {exc}") from None
 
 
 def _pillow_rgb(img: PIL.Image.Image) -> Tensor:
@@ -70,17 +104,25 @@ def _to_uint8(image: Tensor) -> Tensor:
 
 
 def read_image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
-    """``(height, width)`` of an image as ``read_image`` returns it (EXIF orientation applied); DataError if it cannot
-    be read. From the header only, unless the orientation swaps the sides: then Pillow applies it."""
+    """``(height, width)`` of an image file as ``read_image`` returns it; DataError if it cannot be read."""
     if not os.path.isfile(path):
         raise DataError(path, "image file not found")
+    with open(path, "rb") as f:
+        return encoded_image_size(f, path)
+
+
+def encoded_image_size(file: BinaryIO, source: str | os.PathLike[str]) -> tuple[int, int]:
+    """``(height, width)`` of an encoded image as it decodes (EXIF orientation applied); errors name ``source``.
+
+    From the header only, unless the orientation swaps the sides: then Pillow applies it.
+    """
     try:
-        with PIL.Image.open(path) as img:
+        with PIL.Image.open(file) as img:
             width, height = img.size
             if img.getexif().get(EXIF_ORIENTATION_TAG, 1) in TRANSPOSING_ORIENTATIONS:
                 width, height = PIL.ImageOps.exif_transpose(img).size
     except (OSError, ValueError, PIL.Image.DecompressionBombError) as exc:
-        raise DataError(path, f"cannot read image header: {exc}") from None
+        raise DataError(source, f"cannot read image header: {exc}") from None
     return height, width
 
 
