@@ -421,3 +421,60 @@ def test_predictor_on_a_list_raises_or_reports_an_unreadable_file(model, tmp_pat
     assert_same(results[2], predictor(images["c.jpg"])[0])
     with pytest.raises(SSDError, match="on_error must be one of raise, report"):
         predictor([good], on_error="ignore")
+
+
+def resident_bytes() -> int:
+    """This process's resident memory now (Linux /proc)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS in /proc/self/status")
+
+
+def test_predictor_stream_over_http_is_one_result_per_frame_in_flat_memory(model, tmp_path):
+    pytest.importorskip("av")
+    from stream_helpers import decoded_frames, http_server, moving_square_frames, write_video
+
+    path = write_video(tmp_path / "long.ts", moving_square_frames(300, 240, 320))  # 230 kB a frame
+    expected = Predictor(model).detect(decoded_frames(path)[:3])
+    predictor = Predictor(model, conf=0.5)
+    with http_server(tmp_path) as url:
+        numbers, after_50 = [], 0
+        for result in predictor.stream(f"{url}/long.ts"):
+            numbers.append(result["frame"])
+            if result["frame"] < 3:
+                want = predictor.filter(expected[result["frame"]])
+                assert torch.equal(result["labels"], want["labels"])
+                torch.testing.assert_close(result["scores"], want["scores"], atol=1e-5, rtol=0)
+            if result["frame"] == 50:
+                after_50 = resident_bytes()
+        growth = resident_bytes() - after_50
+    assert numbers == list(range(300)) and (result["width"], result["height"]) == (320, 240)
+    # 250 kept frames would add well over 6 MiB
+    assert growth < 6 * 2**20, f"memory grew by {growth / 2**20:.1f} MiB over 250 frames"
+
+
+def test_predict_sources_on_a_stream_every_second_frame(model, tmp_path):
+    pytest.importorskip("av")
+    from stream_helpers import http_server, moving_square_frames, write_video
+
+    write_video(tmp_path / "cam.ts", moving_square_frames(12, 48, 64))
+    with http_server(tmp_path) as url:
+        summary = predict_sources(
+            Predictor(model, conf=0.9), [f"{url}/cam.ts"], tmp_path / "out", vid_stride=2, progress=False
+        )
+    assert (
+        summary["videos"] == 1
+        and summary["frames"] == 6
+        and summary["outputs"] == [str(tmp_path / "out" / "cam_pred.mp4")]
+    )
+    entries = [json.loads(line) for line in (tmp_path / "out" / "predictions.jsonl").read_text().splitlines()]
+    assert [e["frame"] for e in entries] == [0, 2, 4, 6, 8, 10] and entries[0]["path"] == f"{url}/cam.ts"
+    assert json.loads((tmp_path / "out" / "predictions.json").read_text()) == entries
+    import av
+
+    with av.open(str(tmp_path / "out" / "cam_pred.mp4")) as container:
+        stream = container.streams.video[0]
+        assert stream.average_rate == 12.5 and sum(1 for _ in container.decode(stream)) == 6
+    with pytest.raises(SSDError, match="vid_stride must be at least 1"):
+        predict_sources(Predictor(model), [f"{url}/cam.ts"], tmp_path / "bad", vid_stride=0)

@@ -239,12 +239,14 @@ def _run_export(args: argparse.Namespace) -> int:
 def _add_predict(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "predict",
-        help="detect objects in images, folders, globs or videos",
+        help="detect objects in images, folders, globs, videos, cameras or streams",
         description="Run a checkpoint (or an ONNX model with --backend onnxruntime) on each SOURCE: an image, a "
-        "folder of images, a glob ('data/*.jpg') or a video (needs PyAV: pip install av). Writes annotated images "
-        "(or an annotated video) and predictions.json into --out; --coco-json adds the COCO results format.",
+        "folder of images, a glob ('data/*.jpg'), a video file, a camera (0, 1, ...) or a network stream (rtsp://, "
+        "rtmp://, http(s)://); videos need PyAV (pip install av). Writes annotated images (or an annotated video) "
+        "and predictions.json into --out; --coco-json adds the COCO results format. An unreadable source is "
+        "skipped and named; the exit status is 2 only if nothing could be read.",
     )
-    p.add_argument("source", nargs="+", help="image, folder, glob or video")
+    p.add_argument("source", nargs="+", help="image, folder, glob, video, camera index or stream URL")
     p.add_argument("--weights", required=True, help="checkpoint (.pt) or .onnx with --backend onnxruntime")
     p.add_argument("--backend", default="torch", choices=["torch", "onnxruntime"])
     _add_precision(p)
@@ -257,6 +259,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--coco-json", action="store_true", help="also write detections_coco.json")
     p.add_argument("--no-save", action="store_true", help="write the JSON only, no annotated images")
     p.add_argument("--strict", action="store_true", help="exit with status 1 if any source was skipped")
+    p.add_argument("--vid-stride", type=int, default=1, help="of videos and streams, every N-th frame")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_run_predict)
 
@@ -281,6 +284,7 @@ def _run_predict(args: argparse.Namespace) -> int:
         save_images=not args.no_save,
         coco_json=args.coco_json,
         progress=False if args.no_progress else None,
+        vid_stride=args.vid_stride,
     )
     print(summary_line(summary))
     if summary["interrupted"]:

@@ -1,36 +1,30 @@
-"""``ssd predict``: detections for images, folders, glob patterns and videos, written into a folder.
+"""``ssd predict``: detections for images, folders, glob patterns, videos, cameras and network streams, written
+into a folder.
 
 A file that cannot be read is skipped with one warning line and listed in the summary; the run goes on.
 """
 
 from __future__ import annotations
 
-import json
-import logging
 import os
-from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from torch import Tensor
 from tqdm import tqdm
 
-from ..errors import DataError
-from ..files import atomic_write_text
+from ..errors import DataError, SSDError
 from ..images import read_image
-from ..metrics import to_coco_results
 from ..viz import draw_detections, save_image
+from .prediction_files import PredictionFiles
 from .predictor import Predictor
 from .signals import StopSignal
-from .sources import Skipped, collect_sources
+from .sources import Skipped, collect_sources, stream_name
 from .video import VideoReader, VideoWriter
 
 SAVABLE_SUFFIXES = (".jpg", ".jpeg", ".png")  # what ssd.viz.save_image writes; other images are saved as PNG
-
 MAX_NAMED_SKIPS = 5  # skipped sources named in the summary line; skipped.json lists them all
-
-log = logging.getLogger(__name__)
 
 
 def predict_sources(
@@ -42,38 +36,44 @@ def predict_sources(
     save_json: bool = True,
     coco_json: bool = False,
     progress: bool | None = None,
+    vid_stride: int = 1,
 ) -> dict[str, Any]:
     """``ssd predict``: detections for every image and video frame of ``sources``, written into ``out_dir``.
 
-    Writes annotated images (same names; BMP, WebP, GIF and TIFF ones as PNG), ``<stem>_pred.mp4`` per video,
-    ``predictions.jsonl`` (one line per image or frame, as each batch finishes), ``predictions.json`` (the same
-    list, at the end) and, with ``coco_json``, ``detections_coco.json`` (image ids: the output file's stem, an int
-    when numeric; frame numbers for a lone video, else ``"<stem>_<frame>"``). ``save_images=False`` writes no
-    images or videos. ``progress=None`` shows a bar when there is more than one image or any video.
+    Sources: image files, folders, glob patterns, video files, cameras (``"0"``) and network streams
+    (``rtsp://``, ``http://``, ...); of videos every ``vid_stride``-th frame. Writes annotated images (same
+    names; BMP, WebP, GIF and TIFF ones as PNG), ``<name>_pred.mp4`` per video or stream, ``predictions.jsonl``
+    (one line per image or frame, as each batch finishes), ``predictions.json`` (the same list, at the end) and,
+    with ``coco_json``, ``detections_coco.json`` (image ids: the output file's stem, an int when numeric; frame
+    numbers for a lone video, else ``"<name>_<frame>"``). ``save_images=False`` writes no images or videos.
+    ``progress=None`` shows a bar when there is more than one image or any video.
 
     A source that cannot be read is skipped with a warning and listed in ``skipped`` (and ``skipped.json``);
     DataError only when nothing at all could be read. Ctrl-C or SIGTERM stops after the current batch and writes
     what was finished (``interrupted`` in the summary). Returns the counts (images, videos, frames, detections),
     the skipped sources and the paths written. A name met twice (same file name in two folders) gets a suffix.
     """
+    if vid_stride < 1:
+        raise SSDError(f"vid_stride must be at least 1, got {vid_stride}")
     items, skipped = collect_sources(sources)
     images = [p for p, kind in items if kind == "image"]
-    videos = [p for p, kind in items if kind == "video"]
+    videos = [p for p, kind in items if kind != "image"]
     show = progress if progress is not None else len(images) > 1 or bool(videos)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    results = _Results(_OutputNames(out_dir), out_dir / "predictions.jsonl" if save_json else None)
-    for source in skipped:
-        results.skip(source)
-    with StopSignal() as stop, results:
-        _predict_images(predictor, images, results, save_images, show and bool(images), stop)
-        for path in videos:
+    names = _OutputNames(out_dir)
+    with StopSignal() as stop, PredictionFiles(out_dir, save_json, coco_json) as files:
+        for source in skipped:
+            files.skip(source)
+        _predict_images(predictor, images, names, files, save_images, show and bool(images), stop)
+        for source in videos:
             if stop.requested:
                 break
-            _predict_video_file(predictor, path, results, save_images, show, len(videos) == 1 and not images, stop)
-        if not results.entries and results.skipped:
-            raise DataError(results.skipped[0].path, f"{results.skipped[0].reason}; nothing else could be read")
-        return results.write(out_dir, save_json, coco_json, interrupted=stop.requested)
+            lone = len(videos) == 1 and not images
+            _predict_video(predictor, source, names, files, save_images, show, lone, stop, vid_stride)
+        if not files.images and not files.frames and files.skipped:
+            raise DataError(files.skipped[0].path, f"{files.skipped[0].reason}; nothing else could be read")
+        return files.finish(interrupted=stop.requested)
 
 
 def summary_line(summary: dict[str, Any]) -> str:
@@ -92,76 +92,14 @@ def summary_line(summary: dict[str, Any]) -> str:
     return f"{counts}: {summary['detections']} detections; {stopped}results in {summary['out_dir']}"
 
 
-@dataclass
-class _Results:
-    """What ``predict_sources`` collects: one JSON entry, detection and COCO image id per image or frame; the
-    entries also go to ``jsonl`` as they come. A context manager that closes ``jsonl``."""
-
-    outputs: _OutputNames
-    jsonl_path: Path | None
-    entries: list[dict[str, Any]] = field(default_factory=list)
-    detections: list[dict[str, Tensor]] = field(default_factory=list)
-    image_ids: list[int | str] = field(default_factory=list)
-    written: list[str] = field(default_factory=list)
-    skipped: list[Skipped] = field(default_factory=list)
-    images: int = 0
-    videos: int = 0
-    frames: int = 0
-    jsonl: IO[str] | None = None
-
-    def __enter__(self) -> _Results:
-        if self.jsonl_path is not None:
-            self.jsonl = self.jsonl_path.open("w")
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.jsonl is not None:
-            self.jsonl.close()
-
-    def add(self, entry: dict[str, Any], det: dict[str, Any], image_id: int | str) -> None:
-        self.entries.append(entry)
-        self.detections.append(det)
-        self.image_ids.append(image_id)
-        if self.jsonl is not None:
-            self.jsonl.write(json.dumps(entry) + "\n")
-
-    def skip(self, source: Skipped) -> None:
-        log.warning("skipped %s", source)
-        self.skipped.append(source)
-
-    def flush(self) -> None:
-        """Push the JSON lines of the finished batch to disk."""
-        if self.jsonl is not None:
-            self.jsonl.flush()
-
-    def write(self, out_dir: Path, save_json: bool, coco_json: bool, interrupted: bool) -> dict[str, Any]:
-        """Write the JSON files asked for (atomically); return the summary of the run."""
-        summary: dict[str, Any] = {
-            "images": self.images,
-            "videos": self.videos,
-            "frames": self.frames,
-            "detections": sum(len(det["scores"]) for det in self.detections),
-            "skipped": [asdict(s) for s in self.skipped],
-            "interrupted": interrupted,
-            "out_dir": str(out_dir),
-            "outputs": self.written,
-            "predictions_json": None,
-            "coco_json": None,
-        }
-        if save_json:
-            summary["predictions_json"] = str(out_dir / "predictions.json")
-            atomic_write_text(out_dir / "predictions.json", json.dumps(self.entries))
-        if self.skipped:
-            atomic_write_text(out_dir / "skipped.json", json.dumps(summary["skipped"], indent=1))
-        if coco_json:
-            summary["coco_json"] = str(out_dir / "detections_coco.json")
-            coco = to_coco_results(self.detections, self.image_ids)
-            atomic_write_text(out_dir / "detections_coco.json", json.dumps(coco))
-        return summary
-
-
 def _predict_images(
-    predictor: Predictor, images: list[Path], results: _Results, save: bool, show: bool, stop: StopSignal
+    predictor: Predictor,
+    images: list[Path],
+    names: _OutputNames,
+    files: PredictionFiles,
+    save: bool,
+    show: bool,
+    stop: StopSignal,
 ) -> None:
     """Detections for image files, ``batch_size`` at a time; with ``save``, each drawn into the output folder."""
     bar = tqdm(total=len(images), desc="predict", unit="img", disable=not show, dynamic_ncols=True)
@@ -174,43 +112,69 @@ def _predict_images(
             try:
                 batch.append((path, read_image(path)))
             except DataError as err:
-                results.skip(Skipped(err.path, err.message))
+                files.skip(Skipped(err.path, err.message))
         for (path, image), det in zip(batch, predictor.detect([image for _, image in batch])):
             suffix = path.suffix if path.suffix.lower() in SAVABLE_SUFFIXES else ".png"
-            out_path = results.outputs.claim(path, path.stem + suffix)
+            out_path = names.claim(path, path.stem + suffix)
             if save:
                 save_image(_draw(image, det, predictor.class_names), out_path)
-                results.written.append(str(out_path))
+                files.written.append(str(out_path))
             image_id = int(out_path.stem) if out_path.stem.isdigit() else out_path.stem
-            results.add({"path": str(path), **_json_detections(det, image)}, det, image_id)
-            results.images += 1
-        results.flush()
+            files.add({"path": str(path), **_json_detections(det, image)}, det, image_id)
+            files.images += 1
+        files.flush()
         bar.update(len(paths))
     bar.close()
 
 
-def _predict_video_file(
-    predictor: Predictor, path: Path, results: _Results, save: bool, show: bool, lone: bool, stop: StopSignal
+def _predict_video(
+    predictor: Predictor,
+    source: Path | str,
+    names: _OutputNames,
+    files: PredictionFiles,
+    save: bool,
+    show: bool,
+    lone: bool,
+    stop: StopSignal,
+    vid_stride: int,
 ) -> None:
-    """Detections for every frame of one video; frames are numbered, prefixed by the video's name unless ``lone``.
-
-    A video that cannot be opened is skipped; one that breaks part-way keeps the frames decoded before.
-    """
-    out_path = results.outputs.claim(path, f"{path.stem}_pred.mp4")
-    frames = 0
+    """Detections for every ``vid_stride``-th frame of a video, camera or stream; with ``save``, the frames drawn
+    into ``<name>_pred.mp4``. Frames are numbered, prefixed by the video's name unless ``lone``. A source that
+    cannot be opened is skipped; a file that breaks part-way keeps the frames decoded before."""
+    name = Path(source).stem if isinstance(source, Path) else stream_name(source)
+    out_path = names.claim(source, f"{name}_pred.mp4")
+    writer, frames = None, 0
     try:
-        for frame, image, det in _predict_video(predictor, path, out_path if save else None, show, stop):
-            image_id = frame if lone else f"{out_path.stem[: -len('_pred')]}_{frame}"
-            results.add({"path": str(path), "frame": frame, **_json_detections(det, image)}, det, image_id)
-            frames += 1
+        with VideoReader(source) as video, _frame_bar(source, video, show) as bar:
+            for number, image, det in predictor.frames(video, vid_stride):
+                if save:
+                    writer = writer or VideoWriter(out_path, video.fps / vid_stride, image.shape[-1], image.shape[-2])
+                    writer.write(_draw(image, det, predictor.class_names))
+                image_id = number if lone else f"{name}_{number}"
+                files.add({"path": str(source), "frame": number, **_json_detections(det, image)}, det, image_id)
+                frames += 1
+                bar.update(vid_stride)
+                if stop.requested:
+                    break
     except DataError as err:
         kept = f" (the {frames} frames before are kept)" if frames else ""
-        results.skip(Skipped(err.path, err.message + kept))
-    results.frames += frames
+        files.skip(Skipped(err.path, err.message + kept))
+    finally:
+        if writer is not None:
+            writer.close()
+    files.flush()
     if frames:
-        results.videos += 1
+        files.frames += frames
+        files.videos += 1
         if save:
-            results.written.append(str(out_path))
+            files.written.append(str(out_path))
+    elif not any(s.path == str(source) for s in files.skipped):
+        files.skip(Skipped(str(source), "no frames could be decoded from this source"))
+
+
+def _frame_bar(source: Path | str, video: VideoReader, show: bool) -> tqdm:
+    label = source.name if isinstance(source, Path) else source
+    return tqdm(total=video.frame_count, desc=label, unit="frame", disable=not show, dynamic_ncols=True)
 
 
 class _OutputNames:
@@ -220,7 +184,7 @@ class _OutputNames:
         self.out_dir = out_dir
         self.used: set[str] = set()
 
-    def claim(self, source: Path, name: str) -> Path:
+    def claim(self, source: Path | str, name: str) -> Path:
         stem, suffix = os.path.splitext(name)
         candidate, k = name, 0
         while candidate in self.used:
@@ -228,7 +192,7 @@ class _OutputNames:
             candidate = f"{stem}_{k}{suffix}"
         self.used.add(candidate)
         path = self.out_dir / candidate
-        if path.exists() and path.resolve() == source.resolve():
+        if isinstance(source, Path) and path.exists() and path.resolve() == source.resolve():
             raise DataError(source, f"the annotated copy would overwrite it: choose another folder than {self.out_dir}")
         return path
 
@@ -247,33 +211,3 @@ def _json_detections(det: dict[str, Any], image: Tensor) -> dict[str, Any]:
         "labels": det["labels"].tolist(),
         "names": list(det["names"]),
     }
-
-
-def _predict_video(
-    predictor: Predictor, path: Path, out_path: Path | None, progress: bool, stop: StopSignal
-) -> Iterator[tuple[int, Tensor, dict[str, Any]]]:
-    """``(frame number, frame uint8 [3, H, W], detections)`` for each frame, read ``batch_size`` frames at a time.
-
-    With ``out_path``, the frames with their boxes drawn are encoded to it (H.264, the input's frame rate).
-    """
-    with VideoReader(path) as video:
-        writer = None
-        bar = tqdm(total=video.frame_count, desc=path.name, unit="frame", disable=not progress, dynamic_ncols=True)
-        frame_number = 0
-        try:
-            for chunk in video.chunks(predictor.batch_size):
-                for image, det in zip(chunk, predictor.detect(chunk)):
-                    if out_path is not None:
-                        writer = writer or VideoWriter(out_path, video.fps, image.shape[-1], image.shape[-2])
-                        writer.write(_draw(image, det, predictor.class_names))
-                    yield frame_number, image, det
-                    frame_number += 1
-                bar.update(len(chunk))
-                if stop.requested:
-                    break
-        finally:
-            bar.close()
-            if writer is not None:
-                writer.close()
-        if frame_number == 0:
-            raise DataError(path, "no frames could be decoded from this video")

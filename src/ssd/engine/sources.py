@@ -1,17 +1,21 @@
-"""What ``ssd predict`` is given, expanded to files: an image, a folder of images, a glob pattern, a video; and
-the sources that give nothing, each with its reason."""
+"""What ``ssd predict`` is given, expanded: an image, a folder of images, a glob pattern, a video file, a camera or
+a network stream; and the sources that give nothing, each with its reason."""
 
 from __future__ import annotations
 
 import glob
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from ..errors import DataError
 from ..images import IMAGE_SUFFIXES
-from .video import VIDEO_SUFFIXES
+from .video import VIDEO_SUFFIXES, is_live
+
+Source = tuple[Path | str, str]  # (path, kind): an image or video file, or a camera or URL with kind "stream"
 
 
 @dataclass(frozen=True)
@@ -25,10 +29,11 @@ class Skipped:
         return f"{self.path}: {self.reason}"
 
 
-def collect_sources(sources: Sequence[str | os.PathLike[str]]) -> tuple[list[tuple[Path, str]], list[Skipped]]:
-    """Each source as ``(path, "image" | "video")`` (a file, a folder's images sorted, a glob pattern's files),
-    and the sources that give none: missing, of an unknown type, a folder without images, a pattern matching none."""
-    found: list[tuple[Path, str]] = []
+def collect_sources(sources: Sequence[str | os.PathLike[str]]) -> tuple[list[Source], list[Skipped]]:
+    """Each source as ``(path, "image" | "video")`` (a file, a folder's images sorted, a glob pattern's files) or
+    ``(source, "stream")`` (a camera index or a URL), and the sources that give none: missing, of an unknown
+    type, a folder without images, a pattern matching none."""
+    found: list[Source] = []
     skipped: list[Skipped] = []
     for source in sources:
         try:
@@ -38,7 +43,7 @@ def collect_sources(sources: Sequence[str | os.PathLike[str]]) -> tuple[list[tup
     return found, skipped
 
 
-def expand_sources(sources: Sequence[str | os.PathLike[str]]) -> list[tuple[Path, str]]:
+def expand_sources(sources: Sequence[str | os.PathLike[str]]) -> list[Source]:
     """``collect_sources``, with a DataError for the first source that gives nothing."""
     found, skipped = collect_sources(sources)
     if skipped:
@@ -46,7 +51,9 @@ def expand_sources(sources: Sequence[str | os.PathLike[str]]) -> list[tuple[Path
     return found
 
 
-def _expand(source: str | os.PathLike[str]) -> list[tuple[Path, str]]:
+def _expand(source: str | os.PathLike[str]) -> list[Source]:
+    if is_live(source):
+        return [(str(source), "stream")]
     path = Path(source)
     if path.is_dir():
         images = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
@@ -76,3 +83,13 @@ def _kind(path: Path) -> str:
         f"unknown file type '{suffix}': expected an image ({', '.join(IMAGE_SUFFIXES)}) or a video "
         f"({', '.join(VIDEO_SUFFIXES)})",
     )
+
+
+def stream_name(source: str) -> str:
+    """A file name for a camera or stream's outputs: ``camera0``, or the last part of a URL's path
+    (``rtsp://host/live/cam1`` gives ``cam1``), else its host."""
+    if source.isdigit():
+        return f"camera{source}"
+    url = urlsplit(source)
+    stem = Path(url.path).stem or url.hostname or "stream"
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", stem)
