@@ -10,7 +10,7 @@ from report_helpers import check_report
 from ssd.cli import build_parser, main
 from ssd.data.shapes import generate_shapes
 
-SUBCOMMANDS = ["train", "eval", "predict", "export", "check-data", "demo"]
+SUBCOMMANDS = ["train", "eval", "predict", "serve", "export", "check-data", "demo"]
 
 
 @pytest.mark.parametrize("command", SUBCOMMANDS)

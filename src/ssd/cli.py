@@ -21,6 +21,7 @@ from .engine.sources import expand_sources
 from .engine.train import train
 from .errors import SSDError
 from .images import read_image
+from .serve import API_KEY_VARIABLE, ServeSettings, serve
 
 EXAMPLES = """examples:
   ssd demo                                          # shapes dataset, train on the CPU, evaluate
@@ -30,6 +31,8 @@ EXAMPLES = """examples:
   torchrun --nproc_per_node=4 -m ssd train --config ssd300_vgg16_voc0712 --data voc.yaml
   ssd eval --weights runs/train/best.pt --data voc.yaml --metric voc07,coco
   ssd predict --weights runs/train/best.pt images/ video.mp4 --conf 0.3
+  ssd predict --weights runs/train/best.pt 0         # the webcam; rtsp://... for a network camera
+  ssd serve --weights runs/train/best.pt            # HTTP API and a browser page on http://127.0.0.1:8000
   ssd export --weights runs/train/best.pt --format onnx
   ssd check-data voc.yaml --model ssd300_vgg16
 """
@@ -292,10 +295,56 @@ def _run_predict(args: argparse.Namespace) -> int:
     return 1 if args.strict and summary["skipped"] else 0
 
 
+def _add_serve(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "serve",
+        help="serve a detector over HTTP, with a browser page (webcam included)",
+        description="An HTTP API (POST /v1/detect with an image; GET /v1/health, /v1/model, /v1/stats; the "
+        "OpenAPI page at /docs) and a browser page at / to drop images or run the webcam. Requests that arrive "
+        "together run as one batch. Needs the serve extra: pip install 'ssd-detector[serve]'.",
+    )
+    p.add_argument("--weights", required=True, help="checkpoint (.pt) or .onnx with --backend onnxruntime")
+    p.add_argument("--backend", default="torch", choices=["torch", "onnxruntime"])
+    _add_precision(p)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--max-batch", type=int, default=8, help="images per batch at most (1: no batching)")
+    p.add_argument("--max-wait-ms", type=float, default=5.0, help="how long a batch waits for more images")
+    p.add_argument("--max-bytes", type=int, default=20 * 2**20, help="largest upload, in bytes")
+    p.add_argument("--max-pixels", type=int, default=40_000_000, help="largest image, in pixels")
+    p.add_argument("--api-key", help=f"require 'Authorization: Bearer KEY' on /v1/ (default: ${API_KEY_VARIABLE})")
+    p.add_argument("--cors", nargs="+", default=[], metavar="ORIGIN", help="let pages from these origins call the API")
+    p.set_defaults(func=_run_serve)
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    settings = ServeSettings(
+        model_name=Path(args.weights).name,
+        max_batch=args.max_batch,
+        max_wait_ms=args.max_wait_ms,
+        max_bytes=args.max_bytes,
+        max_pixels=args.max_pixels,
+        api_key=args.api_key,
+        cors_origins=tuple(args.cors),
+    )
+    serve(
+        args.weights,
+        backend=args.backend,
+        device=args.device,
+        precision=args.precision,
+        host=args.host,
+        port=args.port,
+        settings=settings,
+    )
+    return 0
+
+
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_train,
     _add_eval,
     _add_predict,
+    _add_serve,
     _add_export,
     _add_check_data,
     _add_demo,
@@ -320,7 +369,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s: %(message)s")
-    if args.func in (_run_train, _run_eval, _run_predict, _run_demo):
+    if args.func in (_run_train, _run_eval, _run_predict, _run_demo, _run_serve):
         keep_freed_memory()
     try:
         return int(args.func(args) or 0)
