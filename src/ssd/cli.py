@@ -92,13 +92,17 @@ def _run_train(args: argparse.Namespace) -> int:
     return 130 if result.interrupted else 0
 
 
-def _add_precision(p: argparse.ArgumentParser) -> None:
+def _add_detector(p: argparse.ArgumentParser) -> None:
+    """The options that load a detector to run: weights, backend, precision, device."""
+    p.add_argument("--weights", required=True, help="checkpoint (.pt) or, with --backend onnxruntime, an .onnx file")
+    p.add_argument("--backend", default="torch", choices=["torch", "onnxruntime"])
     p.add_argument(
         "--precision",
         default="fp32",
         choices=["fp32", "bf16", "fp16"],
         help="torch backend: bf16 autocast (CPU or CUDA; fast only on CPUs with native bf16) or fp16 (CUDA)",
     )
+    p.add_argument("--device", default="auto")
 
 
 def _add_eval(sub: argparse._SubParsersAction) -> None:
@@ -110,15 +114,12 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
         "AP@[.5:.95] and friends as pycocotools computes them. Writes metrics.json, COCO-format detections, "
         "PR curves and a confusion matrix.",
     )
-    p.add_argument("--weights", required=True, help="checkpoint (.pt) or, with --backend onnxruntime, an .onnx file")
+    _add_detector(p)
     p.add_argument("--data", required=True, help="data YAML")
     p.add_argument("--split", default="test", help="split name in the data YAML (default: test)")
     p.add_argument("--metric", default="voc07", help="comma-separated: voc07, voc, coco (default: voc07)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--backend", default="torch", choices=["torch", "onnxruntime"])
-    _add_precision(p)
     p.add_argument("--out", help="output folder (default: runs/eval, numbered)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_run_eval)
@@ -250,14 +251,11 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
         "skipped and named; the exit status is 2 only if nothing could be read.",
     )
     p.add_argument("source", nargs="+", help="image, folder, glob, video, camera index or stream URL")
-    p.add_argument("--weights", required=True, help="checkpoint (.pt) or .onnx with --backend onnxruntime")
-    p.add_argument("--backend", default="torch", choices=["torch", "onnxruntime"])
-    _add_precision(p)
+    _add_detector(p)
     p.add_argument("--conf", type=float, help="minimum score to keep (default: keep the model's threshold)")
     p.add_argument("--max-det", type=int, help="at most this many detections per image")
     p.add_argument("--classes", nargs="+", help="keep only these classes (labels or names)")
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--device", default="auto")
     p.add_argument("--out", help="output folder (default: runs/predict, numbered)")
     p.add_argument("--coco-json", action="store_true", help="also write detections_coco.json")
     p.add_argument("--no-save", action="store_true", help="write the JSON only, no annotated images")
@@ -303,10 +301,7 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
         "OpenAPI page at /docs) and a browser page at / to drop images or run the webcam. Requests that arrive "
         "together run as one batch. Needs the serve extra: pip install 'ssd-detector[serve]'.",
     )
-    p.add_argument("--weights", required=True, help="checkpoint (.pt) or .onnx with --backend onnxruntime")
-    p.add_argument("--backend", default="torch", choices=["torch", "onnxruntime"])
-    _add_precision(p)
-    p.add_argument("--device", default="auto")
+    _add_detector(p)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--max-batch", type=int, default=8, help="images per batch at most (1: no batching)")
