@@ -478,3 +478,15 @@ def test_predict_sources_on_a_stream_every_second_frame(model, tmp_path):
         assert stream.average_rate == 12.5 and sum(1 for _ in container.decode(stream)) == 6
     with pytest.raises(SSDError, match="vid_stride must be at least 1"):
         predict_sources(Predictor(model), [f"{url}/cam.ts"], tmp_path / "bad", vid_stride=0)
+
+
+def test_outputs_and_coco_ids_are_unique_by_stem(model, tmp_path):
+    images = random_images()
+    for folder, name in (("x", "a.png"), ("y", "a.png"), ("x", "a.jpg"), ("x", "1.png"), ("x", "01.png")):
+        (tmp_path / folder).mkdir(exist_ok=True)
+        (write_jpeg if name.endswith(".jpg") else write_png)(images[0], str(tmp_path / folder / name))
+    sources = [tmp_path / "x" / n for n in ("a.png", "a.jpg", "1.png", "01.png")] + [tmp_path / "y" / "a.png"]
+    summary = predict_sources(Predictor(model, conf=0.9), sources, tmp_path / "out", coco_json=True, progress=False)
+    assert [Path(p).name for p in summary["outputs"]] == ["a.png", "a_1.jpg", "1.png", "01.png", "a_2.png"]
+    ids = {r["image_id"] for r in json.loads((tmp_path / "out" / "detections_coco.json").read_text())}
+    assert ids == {"a", "a_1", 1, "01", "a_2"}  # 01 would be 1 again: it keeps its name

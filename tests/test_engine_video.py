@@ -50,3 +50,18 @@ def test_a_stream_that_drops_ends_cleanly_with_the_frames_it_gave(tmp_path):
         frames = [frame for chunk in video.chunks(1) for _, frame in chunk]
     assert 5 < len(frames) < 60
     assert all(torch.equal(got, want) for got, want in zip(frames, expected))
+
+
+def test_the_writer_takes_a_fractional_rate_and_refuses_a_frame_of_another_size(tmp_path):
+    from ssd.engine.video import DEFAULT_FPS, VideoWriter
+    from ssd.errors import DataError
+
+    writer = VideoWriter(tmp_path / "out.mp4", DEFAULT_FPS / 3, 64, 48)  # 25/3 frames per second
+    frames = moving_square_frames(4, 48, 64)
+    for frame in frames:
+        writer.write(frame.permute(2, 0, 1))
+    with pytest.raises(DataError, match="a frame of 32x48 in a 64x48 video"):
+        writer.write(torch.zeros(3, 48, 32, dtype=torch.uint8))
+    writer.close()
+    with VideoReader(tmp_path / "out.mp4") as video:
+        assert video.fps == DEFAULT_FPS / 3 and sum(len(c) for c in video.chunks(8)) == 4

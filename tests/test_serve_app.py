@@ -83,7 +83,57 @@ def test_bad_requests_get_their_status_and_a_message_and_the_server_goes_on(chec
             assert client.post("/v1/detect", content=png).status_code == 200  # and the next request is served
         too_many_pixels = client.post("/v1/detect", content=images["photo.jpg"].read_bytes()[:2000])
         assert too_many_pixels.status_code == 413 and "120x90 pixels" in too_many_pixels.json()["error"]
+        bomb = client.post("/v1/detect", content=png_header_of_size(20_000, 20_000))  # 400 Mpx: not decoded
+        assert bomb.status_code == 413 and "decompression bomb" in bomb.json()["error"]
+        empty_classes = client.post("/v1/detect", params={"classes": ","}, content=png)
+        assert empty_classes.status_code == 422 and "name at least one class" in empty_classes.json()["error"]
+        boundary = "b0undary"
+        multipart = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.png\"\r\n"
+                     "Content-Type: image/png\r\n\r\n").encode() + png + f"\r\n--{boundary}--\r\n".encode()  # fmt: skip
+        headers = {"Content-Type": f"Multipart/Form-Data; boundary={boundary}"}  # the type is case-insensitive
+        assert client.post("/v1/detect", content=multipart, headers=headers).status_code == 200
         assert client.get("/v1/nowhere").json() == {"error": "Not Found", "status": 404}
+
+
+def png_header_of_size(width: int, height: int) -> bytes:
+    """A PNG that claims ``width`` x ``height`` pixels: its header and one tiny data chunk, which decodes nothing."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+
+
+def test_a_failing_model_and_a_full_queue_answer_500_and_503_in_json(checkpoint, images):
+    predictor = Predictor(checkpoint)
+    real_detect, calls = predictor.detect, []
+
+    def fail_once(batch, keep=None):
+        calls.append(len(batch))
+        if len(calls) == 1:
+            raise RuntimeError("out of memory")
+        return real_detect(batch, keep)
+
+    predictor.detect = fail_once
+    png = images["crop.png"].read_bytes()
+    with TestClient(create_app(predictor, ServeSettings(model_name="tiny.pt"))) as client:
+        failed = client.post("/v1/detect", content=png)
+        assert failed.status_code == 500
+        assert failed.json()["error"] == "the model failed on this image's batch: out of memory"
+        assert client.post("/v1/detect", content=png).status_code == 200
+    with TestClient(create_app(predictor, ServeSettings(model_name="tiny.pt"))) as client:
+        batcher_busy = "ssd.serve.batching.DynamicBatcher.submit"
+        from unittest import mock
+
+        from ssd.serve.batching import Busy
+
+        with mock.patch(batcher_busy, side_effect=Busy("256 images are waiting for the model already")):
+            busy = client.post("/v1/detect", content=png)
+        assert busy.status_code == 503 and busy.headers["Retry-After"] == "1"
+        assert busy.json() == {"error": "256 images are waiting for the model already", "status": 503}
 
 
 def test_the_api_key_guards_every_v1_route_and_cors_is_off_unless_asked(checkpoint, images):

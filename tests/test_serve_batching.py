@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from ssd.errors import SSDError
-from ssd.serve.batching import DynamicBatcher
+from ssd.serve.batching import Busy, DynamicBatcher
 
 
 class Recorder:
@@ -80,6 +80,35 @@ def test_stopping_fails_the_requests_still_waiting_and_bad_settings_are_refused(
         return await asyncio.gather(waiting, return_exceptions=True)
 
     (result,) = run(scenario())
-    assert isinstance(result, SSDError) and "shutting down" in str(result)
-    with pytest.raises(SSDError, match="max_batch must be at least 1"):
+    assert isinstance(result, Busy) and "shutting down" in str(result)
+    with pytest.raises(SSDError, match="max_batch and max_queue must be at least 1"):
         DynamicBatcher(Recorder(), max_batch=0, max_wait_ms=1)
+
+
+def test_a_full_queue_a_slow_model_and_a_stopped_batcher_answer_busy():
+    import threading
+
+    release = threading.Event()
+
+    def blocked(images):
+        release.wait(timeout=30)
+        return images
+
+    async def scenario():
+        batcher = DynamicBatcher(blocked, max_batch=1, max_wait_ms=0, max_queue=2, timeout_s=0.3)
+        with pytest.raises(Busy, match="not running"):
+            await batcher.submit(torch.zeros(1))
+        await batcher.start()
+        first = asyncio.ensure_future(batcher.submit(torch.zeros(1)))  # taken by the model, which blocks
+        await asyncio.sleep(0.05)
+        queued = [asyncio.ensure_future(batcher.submit(torch.zeros(1))) for _ in range(2)]
+        await asyncio.sleep(0.05)
+        with pytest.raises(Busy, match="2 images are waiting"):
+            await batcher.submit(torch.zeros(1))
+        outcomes = await asyncio.gather(first, *queued, return_exceptions=True)
+        release.set()
+        await batcher.stop()
+        return outcomes
+
+    outcomes = run(scenario())
+    assert all(isinstance(o, Busy) and "no result within 0.3 s" in str(o) for o in outcomes)

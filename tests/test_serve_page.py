@@ -72,3 +72,24 @@ def test_the_page_draws_an_uploaded_image_and_the_live_camera(tmp_path, artifact
         finally:
             browser.close()
     assert (artifacts / "serve_page_camera.png").stat().st_size > 0
+
+
+def test_the_page_asks_for_the_api_key_once(tmp_path):
+    executable = chromium_path()
+    sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
+    checkpoint = tiny_checkpoint(tmp_path)
+    image = write_client_images(tmp_path / "images")["crop.png"]
+    app = create_app(Predictor(checkpoint), ServeSettings(model_name="tiny.pt", api_key="k3y"))
+    with running_server(app) as url, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page()
+            prompts = []
+            page.on("dialog", lambda dialog: (prompts.append(dialog.message), dialog.accept("k3y")))
+            page.goto(url)
+            page.wait_for_function("document.getElementById('model').textContent.includes('tiny.pt')", timeout=WAIT_MS)
+            page.set_input_files("#file", str(image))
+            page.wait_for_function("document.getElementById('canvas').dataset.drawn !== '0'", timeout=WAIT_MS)
+        finally:
+            browser.close()
+    assert prompts == ["This server needs its API key:"]  # asked once, for the model; the upload reused the key

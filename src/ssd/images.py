@@ -9,7 +9,6 @@ import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 import PIL.Image
@@ -104,25 +103,17 @@ def _to_uint8(image: Tensor) -> Tensor:
 
 
 def read_image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
-    """``(height, width)`` of an image file as ``read_image`` returns it; DataError if it cannot be read."""
+    """``(height, width)`` of an image as ``read_image`` returns it (EXIF orientation applied); DataError if it cannot
+    be read. From the header only, unless the orientation swaps the sides: then Pillow applies it."""
     if not os.path.isfile(path):
         raise DataError(path, "image file not found")
-    with open(path, "rb") as f:
-        return encoded_image_size(f, path)
-
-
-def encoded_image_size(file: BinaryIO, source: str | os.PathLike[str]) -> tuple[int, int]:
-    """``(height, width)`` of an encoded image as it decodes (EXIF orientation applied); errors name ``source``.
-
-    From the header only, unless the orientation swaps the sides: then Pillow applies it.
-    """
     try:
-        with PIL.Image.open(file) as img:
+        with PIL.Image.open(path) as img:
             width, height = img.size
             if img.getexif().get(EXIF_ORIENTATION_TAG, 1) in TRANSPOSING_ORIENTATIONS:
                 width, height = PIL.ImageOps.exif_transpose(img).size
     except (OSError, ValueError, PIL.Image.DecompressionBombError) as exc:
-        raise DataError(source, f"cannot read image header: {exc}") from None
+        raise DataError(path, f"cannot read image header: {exc}") from None
     return height, width
 
 

@@ -115,12 +115,11 @@ def _predict_images(
                 files.skip(Skipped(err.path, err.message))
         for (path, image), det in zip(batch, predictor.detect([image for _, image in batch])):
             suffix = path.suffix if path.suffix.lower() in SAVABLE_SUFFIXES else ".png"
-            out_path = names.claim(path, path.stem + suffix)
+            stem, out_path = names.claim(path, path.stem, suffix)
             if save:
                 save_image(_draw(image, det, predictor.class_names), out_path)
                 files.written.append(str(out_path))
-            image_id = int(out_path.stem) if out_path.stem.isdigit() else out_path.stem
-            files.add({"path": str(path), **_json_detections(det, image)}, det, image_id)
+            files.add({"path": str(path), **_json_detections(det, image)}, det, names.image_id(stem))
             files.images += 1
         files.flush()
         bar.update(len(paths))
@@ -141,8 +140,8 @@ def _predict_video(
     """Detections for every ``vid_stride``-th frame of a video, camera or stream; with ``save``, the frames drawn
     into ``<name>_pred.mp4``. Frames are numbered, prefixed by the video's name unless ``lone``. A source that
     cannot be opened is skipped; a file that breaks part-way keeps the frames decoded before."""
-    name = Path(source).stem if isinstance(source, Path) else stream_name(source)
-    out_path = names.claim(source, f"{name}_pred.mp4")
+    stem = Path(source).stem if isinstance(source, Path) else stream_name(source)
+    name, out_path = names.claim(source, stem, "_pred.mp4")
     writer, frames = None, 0
     try:
         with VideoReader(source) as video, _frame_bar(source, video, show) as bar:
@@ -153,6 +152,7 @@ def _predict_video(
                 image_id = number if lone else f"{name}_{number}"
                 files.add({"path": str(source), "frame": number, **_json_detections(det, image)}, det, image_id)
                 frames += 1
+                files.flush()
                 bar.update(vid_stride)
                 if stop.requested:
                     break
@@ -162,7 +162,6 @@ def _predict_video(
     finally:
         if writer is not None:
             writer.close()
-    files.flush()
     if frames:
         files.frames += frames
         files.videos += 1
@@ -178,23 +177,31 @@ def _frame_bar(source: Path | str, video: VideoReader, show: bool) -> tqdm:
 
 
 class _OutputNames:
-    """Unique output paths in one folder: a second ``a.jpg`` (from another folder) becomes ``a_1.jpg``."""
+    """Unique output names in one folder, by stem: a second ``a.jpg`` (from another folder), or an ``a.png``, becomes
+    ``a_1``; and unique COCO image ids, the stem (as an int when it is a number not taken yet)."""
 
     def __init__(self, out_dir: Path) -> None:
         self.out_dir = out_dir
-        self.used: set[str] = set()
+        self.stems: set[str] = set()
+        self.ids: set[int | str] = set()
 
-    def claim(self, source: Path | str, name: str) -> Path:
-        stem, suffix = os.path.splitext(name)
-        candidate, k = name, 0
-        while candidate in self.used:
+    def claim(self, source: Path | str, stem: str, suffix: str) -> tuple[str, Path]:
+        """``(unique stem, out_dir / (stem + suffix))``; DataError if that path is ``source`` itself."""
+        candidate, k = stem, 0
+        while candidate in self.stems:
             k += 1
-            candidate = f"{stem}_{k}{suffix}"
-        self.used.add(candidate)
-        path = self.out_dir / candidate
+            candidate = f"{stem}_{k}"
+        self.stems.add(candidate)
+        path = self.out_dir / f"{candidate}{suffix}"
         if isinstance(source, Path) and path.exists() and path.resolve() == source.resolve():
             raise DataError(source, f"the annotated copy would overwrite it: choose another folder than {self.out_dir}")
-        return path
+        return candidate, path
+
+    def image_id(self, stem: str) -> int | str:
+        """The COCO image id of an output stem: ``"001"`` gives 1, unless 1 is taken already."""
+        image_id: int | str = int(stem) if stem.isdigit() and int(stem) not in self.ids else stem
+        self.ids.add(image_id)
+        return image_id
 
 
 def _draw(image: Tensor, det: dict[str, Any], class_names: list[str]) -> Tensor:

@@ -17,7 +17,7 @@ from torch import Tensor
 from ..errors import DataError, SSDError
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv")
-DEFAULT_FPS = 25  # for a stream that states no frame rate
+DEFAULT_FPS = Fraction(25)  # for a stream that states no frame rate
 STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "tcp", "srt")
 NETWORK_TIMEOUT_S = (10.0, 10.0)  # to open a network stream, and to wait for each packet
 
@@ -63,8 +63,8 @@ class VideoReader:
         self.stream.thread_type = "AUTO"
 
     @property
-    def fps(self) -> Fraction | int:
-        return self.stream.average_rate or self.stream.guessed_rate or DEFAULT_FPS
+    def fps(self) -> Fraction:
+        return Fraction(self.stream.average_rate or self.stream.guessed_rate or DEFAULT_FPS)
 
     @property
     def frame_count(self) -> int | None:
@@ -76,12 +76,17 @@ class VideoReader:
         source, whose frames should not wait for the next ones."""
         size = 1 if self.live else size
         chunk: list[tuple[int, Tensor]] = []
-        for number, frame in self._frames():
-            if number % stride == 0:
-                chunk.append((number, torch.from_numpy(frame.to_ndarray(format="rgb24")).permute(2, 0, 1)))
-            if len(chunk) == size:
+        try:
+            for number, frame in self._frames():
+                if number % stride == 0:
+                    chunk.append((number, torch.from_numpy(frame.to_ndarray(format="rgb24")).permute(2, 0, 1)))
+                if len(chunk) == size:
+                    yield chunk
+                    chunk = []
+        except DataError:  # a file that breaks part-way still gives the frames decoded before
+            if chunk:
                 yield chunk
-                chunk = []
+            raise
         if chunk:
             yield chunk
 
@@ -121,8 +126,9 @@ def _open(av: Any, source: str) -> Any:
 class VideoWriter:
     """H.264 frames into an MP4 file (4:2:0 colour for even sizes, 4:4:4 for odd ones, which 4:2:0 cannot hold)."""
 
-    def __init__(self, path: Path, fps: Fraction | int, width: int, height: int) -> None:
+    def __init__(self, path: Path, fps: Fraction, width: int, height: int) -> None:
         self.av = import_av()
+        self.path, self.size = path, (height, width)
         path.parent.mkdir(parents=True, exist_ok=True)
         self.container = self.av.open(str(path), mode="w")
         self.stream = self.container.add_stream("libx264", rate=fps)
@@ -130,7 +136,10 @@ class VideoWriter:
         self.stream.pix_fmt = "yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"
 
     def write(self, image: Tensor) -> None:
-        """Encode one ``uint8 [3, H, W]`` frame."""
+        """Encode one ``uint8 [3, H, W]`` frame; DataError if its size is not the video's."""
+        if tuple(image.shape[-2:]) != self.size:
+            height, width = self.size
+            raise DataError(self.path, f"a frame of {image.shape[-1]}x{image.shape[-2]} in a {width}x{height} video")
         frame = self.av.VideoFrame.from_ndarray(image.permute(1, 2, 0).contiguous().numpy(), format="rgb24")
         self.container.mux(self.stream.encode(frame))
 

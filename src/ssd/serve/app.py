@@ -26,7 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..engine.predictor import DetectionFilter, Predictor
 from ..errors import SSDError
-from .batching import DynamicBatcher
+from .batching import Busy, DynamicBatcher
 from .settings import ServeSettings
 from .uploads import decode_upload, upload_bytes
 
@@ -110,7 +110,7 @@ def _api(predictor: Predictor, settings: ServeSettings, batcher: DynamicBatcher)
         keep = _request_filter(predictor.class_names, conf, max_det, classes)
         data = await upload_bytes(request, settings.max_bytes)
         image = await run_in_threadpool(decode_upload, data, settings.max_pixels)
-        det = keep(await batcher.submit(image))
+        det = keep(await _detections(batcher, image))
         return {
             "model": settings.model_name,
             "image": {"width": int(image.shape[-1]), "height": int(image.shape[-2])},
@@ -119,6 +119,18 @@ def _api(predictor: Predictor, settings: ServeSettings, batcher: DynamicBatcher)
         }
 
     return api
+
+
+async def _detections(batcher: DynamicBatcher, image: Any) -> dict[str, Any]:
+    """The unfiltered detections of one image from its batch; 503 when the server is busy, 500 (logged) when the
+    model failed on the batch."""
+    try:
+        return await batcher.submit(image)
+    except Busy as exc:
+        raise HTTPException(503, str(exc), {"Retry-After": "1"}) from None
+    except Exception as exc:
+        log.exception("the model failed on a batch")
+        raise HTTPException(500, f"the model failed on this image's batch: {exc}") from None
 
 
 def detection_list(det: dict[str, Any]) -> list[dict[str, Any]]:
@@ -136,6 +148,8 @@ def _request_filter(
     class_names: list[str], conf: float | None, max_det: int | None, classes: str | None
 ) -> DetectionFilter:
     wanted = None if classes is None else [c.strip() for c in classes.split(",") if c.strip()]
+    if wanted == []:
+        raise HTTPException(422, "classes: name at least one class, or leave the parameter out")
     try:
         return DetectionFilter.of(class_names, conf, max_det, wanted)
     except SSDError as exc:

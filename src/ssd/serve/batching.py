@@ -15,6 +15,10 @@ from torch import Tensor
 from ..errors import SSDError
 
 
+class Busy(SSDError):
+    """The batcher cannot take or finish a request now (full queue, timeout, shutting down): HTTP 503."""
+
+
 @dataclass
 class _Pending:
     image: Tensor
@@ -42,12 +46,24 @@ class DynamicBatcher:
     """Runs ``run_batch(images) -> results`` on batches of up to ``max_batch`` submitted images; a batch leaves when
     it is full or ``max_wait_ms`` after its first image arrived. ``start`` and ``stop`` on the serving event loop."""
 
-    def __init__(self, run_batch: Callable[[list[Tensor]], list[Any]], max_batch: int, max_wait_ms: float) -> None:
-        if max_batch < 1 or max_wait_ms < 0:
-            raise SSDError(f"max_batch must be at least 1 and max_wait_ms at least 0, got {max_batch}, {max_wait_ms}")
+    def __init__(
+        self,
+        run_batch: Callable[[list[Tensor]], list[Any]],
+        max_batch: int,
+        max_wait_ms: float,
+        max_queue: int = 256,
+        timeout_s: float = 120.0,
+    ) -> None:
+        if max_batch < 1 or max_wait_ms < 0 or max_queue < 1 or timeout_s <= 0:
+            raise SSDError(
+                f"max_batch and max_queue must be at least 1, max_wait_ms at least 0 and timeout_s positive, got "
+                f"{max_batch}, {max_queue}, {max_wait_ms}, {timeout_s}"
+            )
         self.run_batch = run_batch
         self.max_batch = max_batch
         self.max_wait_s = max_wait_ms / 1000
+        self.max_queue = max_queue
+        self.timeout_s = timeout_s
         self.stats = BatchStats()
         self._queue: asyncio.Queue[_Pending] | None = None
         self._current: list[_Pending] = []  # the batch being gathered or run
@@ -69,18 +85,24 @@ class DynamicBatcher:
             waiting.append(self._queue.get_nowait())
         for pending in waiting:
             if not pending.future.done():
-                pending.future.set_exception(SSDError("the server is shutting down"))
+                pending.future.set_exception(Busy("the server is shutting down"))
         if self._executor is not None:
             self._executor.shutdown(wait=True)
 
     async def submit(self, image: Tensor) -> Any:
-        """The result for one image, once its batch has run."""
-        if self._queue is None:
-            raise SSDError("the batcher is not started")
+        """The result for one image, once its batch has run. ``Busy`` when ``max_queue`` images already wait,
+        when the result takes longer than ``timeout_s``, or when the batcher is not running."""
+        if self._task is None or self._task.done():
+            raise Busy("the model is not running (the server is starting or stopping)")
+        if self._queue.qsize() >= self.max_queue:
+            raise Busy(f"{self._queue.qsize()} images are waiting for the model already: try again later")
         loop = asyncio.get_running_loop()
         pending = _Pending(image, loop.create_future(), loop.time())
         self._queue.put_nowait(pending)
-        return await pending.future
+        try:
+            return await asyncio.wait_for(pending.future, self.timeout_s)
+        except asyncio.TimeoutError:
+            raise Busy(f"no result within {self.timeout_s:g} s: the server is overloaded") from None
 
     async def _serve_batches(self) -> None:
         while True:

@@ -14,5 +14,7 @@ class ServeSettings:
     max_wait_ms: float = 5.0
     max_bytes: int = 20 * 2**20
     max_pixels: int = 40_000_000
+    max_queue: int = 256  # images waiting for the model; more are answered 503
+    timeout_s: float = 120.0  # how long a request waits for its batch before a 503
     api_key: str | None = None
     cors_origins: tuple[str, ...] = ()

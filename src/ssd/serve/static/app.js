@@ -5,7 +5,7 @@
 const $ = (id) => document.getElementById(id);
 const canvas = $("canvas");
 const context = canvas.getContext("2d");
-const state = { image: null, detections: [], classNames: [], camera: null, frames: 0 };
+const state = { image: null, detections: [], classNames: [], camera: null, starting: false, frames: 0 };
 
 // ------------------------------------------------------------------------------------------------- the API
 
@@ -21,8 +21,18 @@ async function api(path, options = {}, retried = false) {
       return api(path, options, true);
     }
   }
-  const body = await response.json();
-  if (!response.ok) throw new Error(body.error || `HTTP ${response.status}`);
+  const text = await response.text();
+  let body = null;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    body = { error: text.slice(0, 200) }; // not the server's JSON: a proxy's page, say
+  }
+  if (!response.ok) {
+    const error = new Error(body.error || `HTTP ${response.status}`);
+    error.status = response.status;
+    throw error;
+  }
   return body;
 }
 
@@ -111,6 +121,8 @@ async function detectFile(file) {
 // ------------------------------------------------------------------------------------------------- the camera
 
 async function startCamera() {
+  if (state.starting) return; // a second click while the browser asks for the camera
+  state.starting = true;
   try {
     const stream = await navigator.mediaDevices.getUserMedia({ video: true, audio: false });
     const video = $("video");
@@ -122,6 +134,8 @@ async function startCamera() {
     cameraLoop(state.camera);
   } catch (error) {
     $("status").textContent = `camera: ${error.message}`;
+  } finally {
+    state.starting = false;
   }
 }
 
@@ -132,11 +146,11 @@ function stopCamera() {
   $("camera").classList.remove("on");
 }
 
-// One frame in flight at a time: grab, send, draw the frame that was sent with its detections, repeat.
+// One frame in flight at a time: grab it into a canvas of its own, send it, draw it with its detections, repeat.
 async function cameraLoop(camera) {
   const video = $("video");
-  const grab = document.createElement("canvas");
   while (state.camera === camera) {
+    const grab = document.createElement("canvas");
     grab.width = video.videoWidth;
     grab.height = video.videoHeight;
     grab.getContext("2d").drawImage(video, 0, 0);
@@ -152,6 +166,7 @@ async function cameraLoop(camera) {
       $("status").textContent = `camera: ${fps.toFixed(1)} frames/s, ${result.time_ms} ms on the server`;
     } catch (error) {
       $("status").textContent = `camera: ${error.message}`;
+      if (error.status === 401 && state.camera === camera) stopCamera(); // no key given: do not ask every second
       await new Promise((resolve) => setTimeout(resolve, 1000));
     }
   }
