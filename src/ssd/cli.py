@@ -308,6 +308,8 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-wait-ms", type=float, default=5.0, help="how long a batch waits for more images")
     p.add_argument("--max-bytes", type=int, default=20 * 2**20, help="largest upload, in bytes")
     p.add_argument("--max-pixels", type=int, default=40_000_000, help="largest image, in pixels")
+    p.add_argument("--max-queue", type=int, default=256, help="images waiting for the model at most; then 503")
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds a request waits for its result; then 503")
     p.add_argument("--api-key", help=f"require 'Authorization: Bearer KEY' on /v1/ (default: ${API_KEY_VARIABLE})")
     p.add_argument("--cors", nargs="+", default=[], metavar="ORIGIN", help="let pages from these origins call the API")
     p.set_defaults(func=_run_serve)
@@ -320,6 +322,8 @@ def _run_serve(args: argparse.Namespace) -> int:
         max_wait_ms=args.max_wait_ms,
         max_bytes=args.max_bytes,
         max_pixels=args.max_pixels,
+        max_queue=args.max_queue,
+        timeout_s=args.timeout,
         api_key=args.api_key,
         cors_origins=tuple(args.cors),
     )
