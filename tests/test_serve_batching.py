@@ -43,6 +43,23 @@ def test_requests_that_arrive_together_share_a_batch_and_get_their_own_result():
     assert sizes == [1] * 5  # batching off
 
 
+def test_a_batch_waits_only_for_requests_on_their_way():
+    async def scenario():
+        recorder = Recorder()
+        batcher = DynamicBatcher(recorder, max_batch=8, max_wait_ms=10_000)
+        await batcher.start()
+        alone = await batcher.submit(torch.tensor([1.0]))  # nobody else coming: no 10 s wait
+        with batcher.incoming():
+            first = asyncio.ensure_future(batcher.submit(torch.tensor([2.0])))
+            await asyncio.sleep(0.1)  # the batch waits for the request that is uploading
+            assert not first.done()
+        second = await batcher.submit(torch.tensor([3.0]))
+        await batcher.stop()
+        return float(alone), float(await first), float(second), recorder.sizes
+
+    assert run(scenario()) == (2.0, 4.0, 6.0, [1, 2])
+
+
 def test_a_lone_request_does_not_wait_for_a_full_batch():
     async def scenario():
         batcher = DynamicBatcher(Recorder(), max_batch=64, max_wait_ms=0)
@@ -72,11 +89,12 @@ def test_a_failing_batch_fails_its_requests_and_the_next_batch_runs():
 
 def test_stopping_fails_the_requests_still_waiting_and_bad_settings_are_refused():
     async def scenario():
-        batcher = DynamicBatcher(Recorder(), max_batch=8, max_wait_ms=10_000)  # the batch would wait 10 s
+        batcher = DynamicBatcher(Recorder(), max_batch=8, max_wait_ms=10_000)
         await batcher.start()
-        waiting = asyncio.ensure_future(batcher.submit(torch.tensor([1.0])))
-        await asyncio.sleep(0.05)  # the request is in the batch being gathered
-        await batcher.stop()
+        with batcher.incoming():  # another request is on its way: the batch would wait 10 s for it
+            waiting = asyncio.ensure_future(batcher.submit(torch.tensor([1.0])))
+            await asyncio.sleep(0.05)  # the request is in the batch being gathered
+            await batcher.stop()
         return await asyncio.gather(waiting, return_exceptions=True)
 
     (result,) = run(scenario())

@@ -108,8 +108,9 @@ def _api(predictor: Predictor, settings: ServeSettings, batcher: DynamicBatcher)
     ) -> dict[str, Any]:
         start = time.perf_counter()
         keep = _request_filter(predictor.class_names, conf, max_det, classes)
-        data = await upload_bytes(request, settings.max_bytes)
-        image = await run_in_threadpool(decode_upload, data, settings.max_pixels)
+        with batcher.incoming():
+            data = await upload_bytes(request, settings.max_bytes)
+            image = await run_in_threadpool(decode_upload, data, settings.max_pixels)
         det = keep(await _detections(batcher, image))
         return {
             "model": settings.model_name,

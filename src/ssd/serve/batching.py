@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,8 +44,9 @@ class BatchStats:
 
 
 class DynamicBatcher:
-    """Runs ``run_batch(images) -> results`` on batches of up to ``max_batch`` submitted images; a batch leaves when
-    it is full or ``max_wait_ms`` after its first image arrived. ``start`` and ``stop`` on the serving event loop."""
+    """Runs ``run_batch(images) -> results`` on batches of up to ``max_batch`` submitted images. A batch leaves when
+    it is full, when no other request is on its way (see ``incoming``), or ``max_wait_ms`` after its first image
+    arrived: a lone client never waits. ``start`` and ``stop`` on the serving event loop."""
 
     def __init__(
         self,
@@ -67,6 +69,7 @@ class DynamicBatcher:
         self.stats = BatchStats()
         self._queue: asyncio.Queue[_Pending] | None = None
         self._current: list[_Pending] = []  # the batch being gathered or run
+        self._incoming = 0  # requests uploading or decoding, which will submit an image soon
         self._task: asyncio.Task | None = None
         self._executor: ThreadPoolExecutor | None = None
 
@@ -89,6 +92,16 @@ class DynamicBatcher:
         if self._executor is not None:
             self._executor.shutdown(wait=True)
 
+    @contextmanager
+    def incoming(self) -> Iterator[None]:
+        """Count a request as on its way for the block (while it uploads and decodes its image), so that the
+        batch being gathered waits for it."""
+        self._incoming += 1
+        try:
+            yield
+        finally:
+            self._incoming -= 1
+
     async def submit(self, image: Tensor) -> Any:
         """The result for one image, once its batch has run. ``Busy`` when ``max_queue`` images already wait,
         when the result takes longer than ``timeout_s``, or when the batcher is not running."""
@@ -110,7 +123,8 @@ class DynamicBatcher:
             await self._run(batch)
 
     async def _next_batch(self) -> list[_Pending]:
-        """The first waiting image and those that join it before its wait is over or the batch is full."""
+        """The first waiting image and those that join it before its wait is over, the batch is full or no other
+        request is on its way."""
         queue, loop = self._queue, asyncio.get_running_loop()
         batch = self._current = [await queue.get()]
         deadline = batch[0].arrived + self.max_wait_s
@@ -119,7 +133,7 @@ class DynamicBatcher:
                 batch.append(queue.get_nowait())
                 continue
             remaining = deadline - loop.time()
-            if remaining <= 0:
+            if remaining <= 0 or self._incoming == 0:
                 break
             try:
                 batch.append(await asyncio.wait_for(queue.get(), remaining))
