@@ -65,3 +65,16 @@ def test_the_writer_takes_a_fractional_rate_and_refuses_a_frame_of_another_size(
     writer.close()
     with VideoReader(tmp_path / "out.mp4") as video:
         assert video.fps == DEFAULT_FPS / 3 and sum(len(c) for c in video.chunks(8)) == 4
+
+
+def test_a_camera_that_is_not_there_is_named_in_the_error(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from ssd.errors import DataError
+
+    monkeypatch.chdir(tmp_path)
+    if Path("/dev/video9").exists():
+        pytest.skip("this machine has a /dev/video9")
+    with pytest.raises(DataError, match="cannot open stream") as info:
+        VideoReader("9")  # /dev/video9 through v4l2 on Linux, avfoundation's device 9 on macOS
+    assert info.value.path == "9"
