@@ -130,3 +130,85 @@ def make_sample(image, boxes, labels, difficult, iscrowd, image_id=0, path="samp
     from ssd.data.dataset import Sample
 
     return Sample(image, boxes, labels, difficult, iscrowd, image_id, path)
+
+
+# ---------------------------------------------------------------------------------------------- layouts of labelling tools
+# Each writes the tiny dataset as the tool writes it, with the data YAML a user would write for it (no format:).
+
+
+def write_labelimg(root: Path, images: list[TinyImage] = TINY_IMAGES, sibling: bool = False) -> Path:
+    """LabelImg's Pascal VOC output: ``<name>.xml`` beside each image in ``root/train`` or, with ``sibling``, the
+    XML files in ``root/train/annotations`` and the images in ``root/train/images``."""
+    xml_dir = root / "train" / "annotations" if sibling else root / "train"
+    image_dir = root / "train" / "images" if sibling else root / "train"
+    for k, img in enumerate(images):
+        write_jpeg_file(image_dir / f"{img.name}.jpg", img.height, img.width, seed=k)
+        names = [TINY_CLASSES[label - 1] for label in img.labels]
+        write_voc_annotation(xml_dir / f"{img.name}.xml", f"{img.name}.jpg", img.height, img.width, img.boxes,
+                             names, img.difficult or None)  # fmt: skip
+    split = "train/annotations" if sibling else "train"
+    return write_yaml(root / "data.yaml", {"path": ".", "names": TINY_CLASSES, "train": split})
+
+
+def write_roboflow_coco(root: Path, images: list[TinyImage] = TINY_IMAGES) -> Path:
+    """Roboflow's COCO export: ``train/_annotations.coco.json`` beside the images, category 0 the project's
+    supercategory entry that no annotation uses."""
+    data = coco_dict(images)
+    data["categories"] = [{"id": 0, "name": "tiny-animals", "supercategory": "none"}] + [
+        {**c, "supercategory": "tiny-animals"} for c in data["categories"]
+    ]
+    data["info"] = {"description": "Exported from roboflow.com", "version": "1"}
+    for k, img in enumerate(images):
+        write_jpeg_file(root / "train" / f"{img.name}.jpg", img.height, img.width, seed=k)
+    (root / "train" / "_annotations.coco.json").write_text(json.dumps(data))
+    return write_yaml(root / "data.yaml", {"path": ".", "train": "train"})
+
+
+def write_roboflow_yolo(root: Path, images: list[TinyImage] = TINY_IMAGES) -> Path:
+    """Roboflow's YOLO export: ``train/images`` and ``train/labels``, and its ``data.yaml`` as Roboflow writes it
+    (``../train/images``, ``nc``, a ``roboflow:`` block, no ``path``)."""
+    write_yolo(root / "staging", images)
+    (root / "train").mkdir(parents=True)
+    for kind in ("images", "labels"):
+        (root / "staging" / kind / "train").rename(root / "train" / kind)
+    values = {"train": "../train/images", "val": "../train/images", "nc": len(TINY_CLASSES), "names": TINY_CLASSES,
+              "roboflow": {"workspace": "me", "project": "tiny", "version": 1, "license": "CC BY 4.0",
+                           "url": "https://universe.roboflow.com/me/tiny/dataset/1"}}  # fmt: skip
+    return write_yaml(root / "data.yaml", values)
+
+
+def write_cvat(root: Path, images: list[TinyImage] = TINY_IMAGES) -> Path:
+    """CVAT's "CVAT for images 1.1" export: ``annotations.xml`` and an ``images/`` folder."""
+    lines = ['<?xml version="1.0" encoding="utf-8"?>', "<annotations>", "  <version>1.1</version>",
+             "  <meta><job><labels>"]  # fmt: skip
+    lines += [f"    <label><name>{name}</name><color>#ff0000</color><type>any</type></label>" for name in TINY_CLASSES]
+    lines += ["  </labels></job></meta>"]
+    for k, img in enumerate(images):
+        write_jpeg_file(root / "images" / f"{img.name}.jpg", img.height, img.width, seed=k)
+        lines.append(f'  <image id="{img.coco_id}" name="{img.name}.jpg" width="{img.width}" height="{img.height}">')
+        for (x1, y1, x2, y2), label in zip(img.boxes, img.labels):
+            lines.append(f'    <box label="{TINY_CLASSES[label - 1]}" source="manual" occluded="0" xtl="{x1:.2f}" '
+                         f'ytl="{y1:.2f}" xbr="{x2:.2f}" ybr="{y2:.2f}" z_order="0"></box>')  # fmt: skip
+        lines.append("  </image>")
+    lines.append("</annotations>")
+    (root / "annotations.xml").write_text("\n".join(lines))
+    return write_yaml(root / "data.yaml", {"path": ".", "names": TINY_CLASSES, "train": "annotations.xml"})
+
+
+def labelme_dict(img: TinyImage, image_path: str) -> dict:
+    """A LabelMe file of one image, as LabelMe 5 writes it (rectangles as two corner points)."""
+    shapes = [
+        {"label": TINY_CLASSES[label - 1], "points": [[x1, y1], [x2, y2]], "group_id": None, "description": "",
+         "shape_type": "rectangle", "flags": {}, "mask": None}
+        for (x1, y1, x2, y2), label in zip(img.boxes, img.labels)
+    ]  # fmt: skip
+    return {"version": "5.4.1", "flags": {}, "shapes": shapes, "imagePath": image_path, "imageData": None,
+            "imageHeight": img.height, "imageWidth": img.width}  # fmt: skip
+
+
+def write_labelme(root: Path, images: list[TinyImage] = TINY_IMAGES) -> Path:
+    """LabelMe's output: ``<name>.json`` beside each image in ``root/train``."""
+    for k, img in enumerate(images):
+        write_jpeg_file(root / "train" / f"{img.name}.jpg", img.height, img.width, seed=k)
+        (root / "train" / f"{img.name}.json").write_text(json.dumps(labelme_dict(img, f"{img.name}.jpg"), indent=2))
+    return write_yaml(root / "data.yaml", {"path": ".", "names": TINY_CLASSES, "train": "train"})

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from data_helpers import TINY_CLASSES, TINY_IMAGES, coco_dict, write_coco
+from data_helpers import TINY_CLASSES, TINY_IMAGES, coco_dict, write_coco, write_roboflow_coco
 from ssd.data import CocoDataset, build_dataset, load_data_config
 from ssd.errors import DataError
 
@@ -138,3 +138,13 @@ def test_duplicate_image_id_is_a_problem(tmp_path: Path) -> None:
     dataset = CocoDataset(tmp_path / "train", tmp_path / "annotations" / "train.json")
     assert [p.where for p in dataset.problems] == ["image 3"] and "listed twice" in dataset.problems[0].message
     assert dataset.image_ids == [7, 3, 12]
+
+
+def test_a_roboflow_folder_drops_the_unused_supercategory_and_maps_labels_back(tmp_path, caplog):
+    with caplog.at_level(logging.INFO, logger="ssd.data"):
+        dataset = build_dataset(load_data_config(write_roboflow_coco(tmp_path)), "train")
+    assert dataset.class_names[1:] == TINY_CLASSES
+    assert dataset.label_to_category_id == {1: 1, 2: 5, 3: 90}  # results files keep the dataset's own ids
+    assert dataset.annotation_file == str(tmp_path / "train" / "_annotations.coco.json")
+    assert any("category 0 ('tiny-animals') left out" in r.getMessage() for r in caplog.records)
+    assert "the categories of" in dataset.names_source

@@ -9,7 +9,20 @@ import numpy as np
 import pytest
 import torch
 
-from data_helpers import TINY_CLASSES, TINY_IMAGES, write_coco, write_jpeg_file, write_voc, write_yaml, write_yolo
+from data_helpers import (
+    TINY_CLASSES,
+    TINY_IMAGES,
+    write_coco,
+    write_cvat,
+    write_jpeg_file,
+    write_labelimg,
+    write_labelme,
+    write_roboflow_coco,
+    write_roboflow_yolo,
+    write_voc,
+    write_yaml,
+    write_yolo,
+)
 from ssd.data import DataConfig, DetectionDataset, ImageAnnotation, Sample, build_dataset, load_data_config
 from ssd.data.dataset import check_boxes
 from ssd.errors import DataError
@@ -33,7 +46,17 @@ def annotation(path: Path, height: int, width: int, boxes: list, labels: list, d
 # ---------------------------------------------------------------------------------------------- the three readers
 
 
-@pytest.mark.parametrize("writer", [write_voc, write_coco, write_yolo])
+def write_labelimg_sibling(root: Path) -> Path:
+    return write_labelimg(root, sibling=True)
+
+
+WRITERS = [write_voc, write_coco, write_yolo, write_labelimg, write_labelimg_sibling, write_roboflow_coco,
+           write_roboflow_yolo, write_cvat, write_labelme]  # fmt: skip
+VOC_WRITERS = (write_voc, write_labelimg, write_labelimg_sibling)  # the layouts with VOC's difficult flag
+COCO_ID_WRITERS = (write_coco, write_roboflow_coco, write_cvat)  # image ids from the file, not the file name
+
+
+@pytest.mark.parametrize("writer", WRITERS)
 def test_readers_agree_on_the_same_dataset(tmp_path: Path, writer) -> None:
     dataset = build_dataset(load_data_config(writer(tmp_path)), "train")
     assert dataset.class_names == ["__background__", *TINY_CLASSES]
@@ -43,7 +66,7 @@ def test_readers_agree_on_the_same_dataset(tmp_path: Path, writer) -> None:
     by_name = {Path(dataset.paths[i]).stem: i for i in range(len(dataset))}
     for img in TINY_IMAGES:
         i = by_name[img.name]
-        expected_id = img.coco_id if writer is write_coco else img.name
+        expected_id = img.coco_id if writer in COCO_ID_WRITERS else img.name
         sample = dataset[i]
         assert isinstance(sample, Sample)
         assert sample.image_id == expected_id
@@ -54,7 +77,7 @@ def test_readers_agree_on_the_same_dataset(tmp_path: Path, writer) -> None:
         assert sample.labels.tolist() == img.labels
         assert sample.iscrowd.tolist() == [False] * len(img.labels)
         # difficult exists only in VOC
-        assert sample.difficult.tolist() == (img.difficult if writer is write_voc else [False] * len(img.labels))
+        assert sample.difficult.tolist() == (img.difficult if writer in VOC_WRITERS else [False] * len(img.labels))
         assert dataset.image_size(i) == (img.height, img.width)
         targets = dataset.targets(i)
         torch.testing.assert_close(targets["boxes"], sample.boxes)
@@ -126,6 +149,9 @@ def test_missing_yaml_and_missing_split_are_clear_errors(tmp_path: Path) -> None
 
 def test_malformed_split_specs_are_reported(tmp_path: Path) -> None:
     coco = DataConfig("coco", tmp_path, None, train="train2017", source="d.yaml")
+    with pytest.raises(DataError, match="expected one COCO instances .json in this folder, found no"):
+        build_dataset(coco, "train")
+    coco = DataConfig("coco", tmp_path, None, train={"images": "a"}, source="d.yaml")
     with pytest.raises(DataError, match="a coco split is"):
         build_dataset(coco, "train")
     voc = DataConfig("voc", tmp_path, None, train={"a": 1}, source="d.yaml")

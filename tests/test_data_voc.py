@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from data_helpers import TINY_CLASSES, TINY_IMAGES, TinyImage, write_jpeg_file, write_voc
+from data_helpers import TINY_CLASSES, TINY_IMAGES, TinyImage, write_jpeg_file, write_labelimg, write_voc
 from ssd.data import VOC_CLASSES, VOCDataset, build_dataset, load_data_config, write_voc_annotation
 from ssd.data.voc import parse_voc_xml
 from ssd.errors import DataError
@@ -210,3 +210,19 @@ def test_a_size_swapped_by_exif_orientation_is_named(tmp_path: Path) -> None:
     dataset = build_dataset(data, "train")
     with pytest.raises(DataError, match=r"40x60 pixels as shown but .* says 60x40: .* EXIF orientation"):
         dataset.load_sample(dataset.paths.index(str(photo)))
+
+
+def test_a_labelimg_folder_finds_images_beside_or_in_a_sibling_folder_and_names_what_is_missing(tmp_path):
+    config = load_data_config(write_labelimg(tmp_path / "beside"))
+    assert config.format == "voc" and len(build_dataset(config, "train")) == 3
+    sibling = write_labelimg(tmp_path / "sibling", sibling=True)
+    dataset = build_dataset(load_data_config(sibling), "train")
+    assert dataset.paths[0] == str(tmp_path / "sibling" / "train" / "images" / "img_a.jpg")
+
+    (tmp_path / "sibling" / "train" / "images" / "img_b.jpg").unlink()
+    dataset = build_dataset(load_data_config(sibling), "train")
+    xml = tmp_path / "sibling" / "train" / "annotations" / "img_b.xml"
+    assert len(dataset) == 2 and [str(p) for p in dataset.problems] == [
+        f"{xml}: <filename>: the image 'img_b.jpg' is neither beside this XML nor in a sibling images/ or "
+        "JPEGImages/ folder"
+    ]

@@ -12,7 +12,15 @@ import torch
 import torch.multiprocessing as mp
 
 import ssd
-from data_helpers import TinyImage, write_voc
+from data_helpers import (
+    TinyImage,
+    write_cvat,
+    write_labelimg,
+    write_labelme,
+    write_roboflow_coco,
+    write_roboflow_yolo,
+    write_voc,
+)
 from model_helpers import TINY_96, TINY_128
 from process_helpers import free_port, join_within
 from ssd.checkpoint import load_matching_weights
@@ -184,6 +192,16 @@ def test_a_batch_of_one_per_process_for_a_batch_norm_model_is_refused_up_front(s
         train(batch_norm_run(shapes_yaml, batch_size=1, base_batch_size=1), project=tmp_path, progress=False)
     without_norm = tiny_run(shapes_yaml, iterations=1, batch_size=1, base_batch_size=1)  # TINY_96: no batch norm
     assert train(without_norm, project=tmp_path, name="one", progress=False).iterations == 1
+
+
+@pytest.mark.parametrize(
+    "writer", [write_labelimg, write_roboflow_coco, write_roboflow_yolo, write_cvat, write_labelme]
+)
+def test_training_runs_on_each_labelling_tools_layout_as_it_is(tmp_path, writer):
+    run = tiny_run(str(writer(tmp_path / "data")), iterations=2, batch_size=2, base_batch_size=2, milestones=[])
+    result = train(run, project=tmp_path / "runs", name="r", progress=False)
+    assert result.iterations == 2
+    assert ssd.load(result.run_dir / "last.pt").config.class_names[1:] == ["cat", "dog", "bird"]
 
 
 def test_fine_tuning_keeps_the_base_and_reinitialises_other_heads(tmp_path):

@@ -1,4 +1,5 @@
-"""Detection data: readers for VOC, COCO and YOLO layouts, the synthetic ``shapes`` dataset and the data checker.
+"""Detection data: readers for VOC, COCO, YOLO, CVAT and LabelMe layouts, the synthetic ``shapes`` dataset and the
+data checker.
 
 ``build_dataset(load_data_config("data.yaml"), "train")`` gives a :class:`DetectionDataset` of :class:`Sample`.
 """
@@ -11,8 +12,11 @@ from typing import Any
 from ..errors import DataError
 from ..images import read_image
 from .coco import CocoDataset
+from .cvat import CvatDataset, cvat_label_names, cvat_split_files
 from .dataset import DataConfig, DetectionDataset, ImageAnnotation, Problem, Sample, load_data_config
-from .voc import VOC_CLASSES, VOCDataset, write_voc_annotation
+from .labelme import LabelMeDataset, labelme_label_names
+from .layouts import coco_split_files, resolve_split_path
+from .voc import VOC_CLASSES, VOCDataset, voc_names, write_voc_annotation
 from .yolo import YoloDataset
 
 
@@ -24,40 +28,61 @@ def build_dataset(
     keep_difficult: bool = True,
     skip_bad: bool = True,
 ) -> DetectionDataset:
-    """The dataset of ``split`` (train, val or test) described by ``data_config``.
+    """The dataset of ``split`` (train, val or test) described by ``data_config``; its ``names_source`` says where
+    the class names came from.
 
     ``keep_difficult=False`` drops VOC's difficult objects (evaluation keeps them); ``skip_bad`` leaves out
     unusable images with a warning instead of raising DataError.
     """
+    dataset = _build(data_config, split, transform, dict(keep_difficult=keep_difficult, skip_bad=skip_bad))
+    if (
+        data_config.names is None
+        and data_config.format in ("voc", "cvat", "labelme")
+        and dataset.names_source.startswith("names:")
+    ):
+        dataset.names_source = "the classes the annotations name, sorted (the data YAML gives no names)"
+    return dataset
+
+
+def _build(data_config: DataConfig, split: str, transform: Any, options: dict[str, Any]) -> DetectionDataset:
     spec = data_config.split(split)
-    root = data_config.path
-    options: dict[str, Any] = dict(keep_difficult=keep_difficult, skip_bad=skip_bad)
-    if data_config.format == "coco":
-        if not isinstance(spec, dict) or sorted(spec) != ["annotations", "images"]:
-            raise DataError(
-                data_config.source,
-                f"split {split!r}: a coco split is {{images: <image folder>, annotations: <instances JSON file>}}",
-            )
-        return CocoDataset(
-            root / str(spec["images"]), root / str(spec["annotations"]), data_config.names, transform, **options
-        )
+    root, fmt, names, source = data_config.path, data_config.format, data_config.names, data_config.source
+    if fmt == "coco":
+        images, annotations = coco_split_files(root, spec, source, split)
+        return CocoDataset(images, annotations, names, transform, **options)
+    if fmt == "cvat":
+        images, annotations = cvat_split_files(root, spec, source, split)
+        every_file = [cvat_split_files(root, s, source, n)[1] for n, s in data_config.splits.items()]
+        return CvatDataset(annotations, images, names or cvat_label_names(every_file), transform, **options)
     parts = [spec] if isinstance(spec, str) else spec
     if not isinstance(parts, list) or not parts or not all(isinstance(p, str) for p in parts):
-        example = "VOC2007/trainval" if data_config.format == "voc" else "images/train"
-        raise DataError(data_config.source, f"split {split!r}: expected a path such as {example!r} or a list of them")
-    if data_config.format == "voc":
-        return VOCDataset(root, parts, data_config.names, transform, **options)
-    if data_config.names is None:
-        raise DataError(data_config.source, "a yolo dataset needs 'names' (its label files hold class numbers only)")
-    return YoloDataset([root / p for p in parts], data_config.names, transform, **options)
+        example = {"voc": "VOC2007/trainval", "yolo": "images/train", "labelme": "labelled/train"}[fmt]
+        raise DataError(source, f"split {split!r}: expected a path such as {example!r} or a list of them")
+    if fmt == "voc":
+        return VOCDataset(root, parts, names or voc_names(root, _all_parts(data_config)), transform, **options)
+    if fmt == "labelme":
+        every_folder = [resolve_split_path(root, p) for p in _all_parts(data_config)]
+        folders = [resolve_split_path(root, p) for p in parts]
+        return LabelMeDataset(folders, names or labelme_label_names(every_folder), transform, **options)
+    if names is None:
+        raise DataError(source, "a yolo dataset needs 'names' (its label files hold class numbers only)")
+    return YoloDataset([resolve_split_path(root, p) for p in parts], names, transform, **options)
+
+
+def _all_parts(data_config: DataConfig) -> list[str]:
+    """The paths of every split of a path-based data config, for the class names they use between them."""
+    specs = data_config.splits.values()
+    return [p for spec in specs for p in ([spec] if isinstance(spec, str) else spec) if isinstance(p, str)]
 
 
 __all__ = [
     "VOC_CLASSES",
     "CocoDataset",
+    "CvatDataset",
     "DataConfig",
     "DetectionDataset",
     "ImageAnnotation",
+    "LabelMeDataset",
     "Problem",
     "Sample",
     "VOCDataset",

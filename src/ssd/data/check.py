@@ -143,6 +143,8 @@ class CheckReport:
     model: str | None
     splits: list[SplitStats]
     problems: list[Problem]
+    format_inferred: bool = False  # told from the files: the data YAML has no format:
+    names_source: str = ""  # where the class list came from
 
     @property
     def ok(self) -> bool:
@@ -179,14 +181,16 @@ def check_dataset(
     ``model_name`` names it in the report.
     """
     layout = PriorLayout.from_model(model) if isinstance(model, SSD) else model
-    report = CheckReport(data_config.source, data_config.format, [], model_name, [], [])
+    report = CheckReport(
+        data_config.source, data_config.format, [], model_name, [], [], format_inferred=data_config.format_inferred
+    )
     for split in splits or list(data_config.splits):
         try:
             dataset = build_dataset(data_config, split, skip_bad=True)
         except DataError as exc:
             report.problems.append(Problem(exc.path, "", exc.message))
             continue
-        report.class_names = dataset.class_names[1:]
+        report.class_names, report.names_source = dataset.class_names[1:], dataset.names_source
         report.problems += dataset.problems
         bad = torch.zeros(len(dataset), dtype=torch.bool)
         if decode_images:
@@ -235,7 +239,10 @@ def split_stats(dataset: DetectionDataset, split: str, usable: Tensor, layout: P
 
 def format_report(report: CheckReport) -> str:
     """The report as text a person can read: a block per split, then the problems."""
-    lines = [f"data: {report.data} ({report.format}, {len(report.class_names)} classes)"]
+    told = ", told from the files" if report.format_inferred else ""
+    lines = [f"data: {report.data} ({report.format}{told}, {len(report.class_names)} classes)"]
+    if report.class_names:
+        lines.append(f"classes: {', '.join(report.class_names)} (from {report.names_source})")
     if report.model:
         lines.append(f"default boxes of: {report.model}")
     for s in report.splits:

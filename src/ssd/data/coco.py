@@ -7,6 +7,7 @@ Crowd regions are kept with ``iscrowd=True``: training drops them, the COCO eval
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -16,6 +17,8 @@ import numpy as np
 
 from ..errors import DataError
 from .dataset import DetectionDataset, ImageAnnotation, Problem, check_boxes
+
+logger = logging.getLogger(__name__)
 
 
 class CocoDataset(DetectionDataset):
@@ -37,7 +40,7 @@ class CocoDataset(DetectionDataset):
     ) -> None:
         self.annotation_file = str(annotation_file)
         data = _load_json(Path(annotation_file))
-        categories = _categories(data, self.annotation_file)
+        categories = _without_supercategory_entries(data, _categories(data, self.annotation_file), self.annotation_file)
         names = [name for _, name in categories]
         if class_names is not None and list(class_names) != names:
             raise DataError(
@@ -49,6 +52,8 @@ class CocoDataset(DetectionDataset):
             data, Path(images_dir), self.annotation_file, self.category_id_to_label
         )
         super().__init__(annotations, names, problems, transform, keep_difficult=keep_difficult, skip_bad=skip_bad)
+        if class_names is None:
+            self.names_source = f"the categories of {self.annotation_file}"
 
 
 def _load_json(path: Path) -> dict[str, Any]:
@@ -83,6 +88,20 @@ def _categories(data: dict[str, Any], path: str) -> list[tuple[int, str]]:
     if not pairs:
         raise DataError(path, "the file lists no categories")
     return sorted(pairs)
+
+
+def _without_supercategory_entries(
+    data: dict[str, Any], categories: list[tuple[int, str]], path: str
+) -> list[tuple[int, str]]:
+    """``categories`` less those that no annotation uses and that only name the supercategory of others (Roboflow
+    lists its project as category 0, the supercategory of every real class); each dropped one is noted."""
+    used = {ann.get("category_id") for ann in data["annotations"] if isinstance(ann, dict)}
+    parents = {cat.get("supercategory") for cat in data["categories"] if isinstance(cat, dict)}
+    dropped = [(cat_id, name) for cat_id, name in categories if cat_id not in used and name in parents]
+    for cat_id, name in dropped:
+        logger.info("%s: category %d (%r) left out: no annotation uses it and it is the supercategory of the others",
+                    path, cat_id, name)  # fmt: skip
+    return [c for c in categories if c not in dropped]
 
 
 def _read_images_and_boxes(

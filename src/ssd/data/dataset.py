@@ -21,6 +21,7 @@ from torch.utils.data import Dataset
 
 from ..errors import DataError
 from ..images import read_image
+from .layouts import FORMATS, infer_format
 from .unreadable import UnreadableSamples
 
 logger = logging.getLogger(__name__)
@@ -78,6 +79,22 @@ class ImageAnnotation:
     difficult: np.ndarray
     iscrowd: np.ndarray
     annotation_path: str
+
+    @classmethod
+    def of_boxes(
+        cls,
+        path: str,
+        image_id: int | str,
+        size: tuple[int, int],
+        boxes_xyxy: np.ndarray,
+        labels: list[int],
+        annotation_path: str,
+    ) -> ImageAnnotation:
+        """An image's checked boxes and labels, none difficult or crowd (formats that have no such flags);
+        ``size`` is ``(height, width)``."""
+        flags = np.zeros(len(labels), dtype=bool)
+        labels_arr = np.array(labels, dtype=np.int64)
+        return cls(path, image_id, size[0], size[1], boxes_xyxy, labels_arr, flags, flags.copy(), annotation_path)
 
     @classmethod
     def empty(cls, path: str, image_id: int | str, height: int, width: int, annotation_path: str) -> ImageAnnotation:
@@ -156,6 +173,7 @@ class DetectionDataset(Dataset):
                 "... and %d more problems (run `ssd check-data` to list them all)", len(problems) - MAX_LOGGED_PROBLEMS
             )
         self.class_names = [BACKGROUND, *class_names]
+        self.names_source = "names: of the data YAML"  # where the class list came from, for check-data
         self.problems = list(problems)
         self.transform = transform
         self.keep_difficult = keep_difficult
@@ -268,6 +286,7 @@ class DataConfig:
     val: Any = None
     test: Any = None
     source: str = "<data config>"
+    format_inferred: bool = False  # the YAML had no format: it was told from the files
 
     @property
     def splits(self) -> dict[str, Any]:
@@ -284,12 +303,14 @@ class DataConfig:
         return self.splits[name]
 
 
-DATA_FORMATS = ("voc", "coco", "yolo")
 _DATA_KEYS = ("format", "path", "names", "nc", "train", "val", "test")
+# keys that Ultralytics documents for its data files, and Roboflow's export block: read by those tools, not here
+FOREIGN_KEYS = ("download", "roboflow", "kpt_shape", "flip_idx", "channels")
 
 
 def load_data_config(path: str | os.PathLike[str]) -> DataConfig:
-    """Read a data YAML (Ultralytics' style plus ``format``); a relative ``path`` is resolved against its folder."""
+    """Read a data YAML (Ultralytics' style; ``format`` optional): a relative ``path`` is resolved against its
+    folder, the format told from the files when not given, other tools' keys noted and ignored."""
     path = Path(path)
     if not path.is_file():
         raise DataError(path, "data YAML file not found")
@@ -299,23 +320,29 @@ def load_data_config(path: str | os.PathLike[str]) -> DataConfig:
         raise DataError(path, f"malformed YAML: {exc}") from None
     if not isinstance(values, dict):
         raise DataError(path, "expected a mapping of keys (format, path, names, train, val, test)")
-    unknown = sorted(str(k) for k in values if k not in _DATA_KEYS)
+    unknown = sorted(str(k) for k in values if k not in _DATA_KEYS + FOREIGN_KEYS)
     if unknown:
         raise DataError(path, f"unknown key(s) {', '.join(unknown)}; known keys: {', '.join(_DATA_KEYS)}")
+    if foreign := [k for k in FOREIGN_KEYS if k in values]:
+        logger.info("%s: ignoring %s (for other tools)", path, ", ".join(foreign))
     fmt = values.get("format")
-    if fmt not in DATA_FORMATS:
-        raise DataError(path, f"'format' must be one of {', '.join(DATA_FORMATS)}, got {fmt!r}")
+    if fmt is not None and fmt not in FORMATS:
+        raise DataError(path, f"'format' must be one of {', '.join(FORMATS)}, got {fmt!r}")
     root = (path.parent / str(values.get("path") or ".")).resolve()
     if not root.is_dir():
         raise DataError(path, f"dataset root folder {root} not found ('path' is resolved against the YAML's folder)")
     names = _parse_names(values.get("names"), path)
     if values.get("nc") is not None and (names is None or values["nc"] != len(names)):
         raise DataError(path, f"'nc' is {values['nc']} but 'names' lists {0 if names is None else len(names)} classes")
+    splits = {k: values[k] for k in ("train", "val", "test") if values.get(k) is not None}
+    if not splits:
+        raise DataError(path, "defines no split: give at least one of train, val, test")
+    inferred = fmt is None
+    fmt = fmt or infer_format(root, splits, str(path))
     if fmt == "yolo" and names is None:
         raise DataError(path, "a yolo dataset needs 'names' (its label files hold class numbers only)")
     config = DataConfig(fmt, root, names, values.get("train"), values.get("val"), values.get("test"), str(path))
-    if not config.splits:
-        raise DataError(path, "defines no split: give at least one of train, val, test")
+    config.format_inferred = inferred
     return config
 
 

@@ -17,6 +17,7 @@ import numpy as np
 from ..errors import DataError
 from ..images import IMAGE_SUFFIXES, read_image_size
 from .dataset import DetectionDataset, ImageAnnotation, Problem, check_boxes
+from .layouts import resolve_split_path
 
 VOC_CLASSES = (
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
@@ -25,11 +26,13 @@ VOC_CLASSES = (
 
 
 class VOCDataset(DetectionDataset):
-    """Splits such as ``["VOC2007/trainval", "VOC2012/trainval"]`` of a VOCdevkit ``root``, combined (VOC07+12).
+    """Splits such as ``["VOC2007/trainval", "VOC2012/trainval"]`` of a VOCdevkit ``root``, combined (VOC07+12), or
+    folders of XML files as LabelImg, CVAT's Pascal VOC export and Label Studio write them.
 
     A split ``"<folder>/<name>"`` lists image ids in ``<root>/<folder>/ImageSets/Main/<name>.txt``; each id has
-    ``Annotations/<id>.xml`` and an image ``JPEGImages/<id>.jpg`` (or .jpeg/.png). ``class_names`` defaults to
-    the 20 VOC classes; an object of another class is an error.
+    ``Annotations/<id>.xml`` and an image ``JPEGImages/<id>.jpg`` (or .jpeg/.png). A split that is a folder of
+    ``.xml`` files has each image named by its XML's ``<filename>``, beside the XML or in a sibling ``images`` or
+    ``JPEGImages`` folder. ``class_names`` defaults to the 20 VOC classes; an object of another class is an error.
     """
 
     def __init__(
@@ -47,20 +50,53 @@ class VOCDataset(DetectionDataset):
         annotations: list[ImageAnnotation] = []
         problems: list[Problem] = []
         for split in [splits] if isinstance(splits, str) else splits:
-            folder, image_ids = read_split_file(Path(root), split)
-            images = _image_files(folder / "JPEGImages")
-            for image_id in image_ids:
-                image_name = next((image_id + s for s in IMAGE_SUFFIXES if image_id + s in images), None)
-                if image_name is None:
-                    problems.append(Problem(str(folder / "JPEGImages" / f"{image_id}.jpg"), "", "image file not found"))
-                    continue
-                annotation, found = parse_voc_xml(
-                    folder / "Annotations" / f"{image_id}.xml", folder / "JPEGImages" / image_name, image_id, label_of
-                )
+            items, missing = split_items(Path(root), split)
+            problems += missing
+            for image_id, xml_path, image_path in items:
+                annotation, found = parse_voc_xml(xml_path, image_path, image_id, label_of)
                 problems += found
                 if annotation is not None:
                     annotations.append(annotation)
         super().__init__(annotations, names, problems, transform, keep_difficult=keep_difficult, skip_bad=skip_bad)
+        if class_names is None:
+            self.names_source = "the 20 VOC classes (the data YAML gives no names)"
+
+
+def split_items(root: Path, split: str) -> tuple[list[tuple[str, Path, Path]], list[Problem]]:
+    """``(image id, XML path, image path)`` of each image of a split, and the images that could not be found."""
+    folder = resolve_split_path(root, split)
+    if folder.is_dir() and any(folder.glob("*.xml")):
+        return _folder_items(folder)
+    folder, image_ids = read_split_file(root, split)
+    images = _image_files(folder / "JPEGImages")
+    items, problems = [], []
+    for image_id in image_ids:
+        image_name = next((image_id + s for s in IMAGE_SUFFIXES if image_id + s in images), None)
+        if image_name is None:
+            problems.append(Problem(str(folder / "JPEGImages" / f"{image_id}.jpg"), "", "image file not found"))
+            continue
+        items.append((image_id, folder / "Annotations" / f"{image_id}.xml", folder / "JPEGImages" / image_name))
+    return items, problems
+
+
+def _folder_items(folder: Path) -> tuple[list[tuple[str, Path, Path]], list[Problem]]:
+    """The XML files of a LabelImg-style folder with the images their ``<filename>`` names."""
+    items, problems = [], []
+    for xml_path in sorted(folder.glob("*.xml")):
+        try:
+            filename = (ET.parse(xml_path).getroot().findtext("filename") or "").strip()
+        except ET.ParseError:
+            filename = ""  # parse_voc_xml reports the malformed XML
+        names = [Path(filename).name] if filename else [xml_path.stem + s for s in IMAGE_SUFFIXES]
+        places = [xml_path.parent, xml_path.parent.parent / "images", xml_path.parent.parent / "JPEGImages"]
+        image_path = next((p / n for p in places for n in names if (p / n).is_file()), None)
+        if image_path is None:
+            wanted = f"the image {filename!r}" if filename else "an image of the same name"
+            problems.append(Problem(str(xml_path), "<filename>", f"{wanted} is neither beside this XML nor in a "
+                                    "sibling images/ or JPEGImages/ folder"))  # fmt: skip
+            continue
+        items.append((xml_path.stem, xml_path, image_path))
+    return items, problems
 
 
 def read_split_file(root: Path, split: str) -> tuple[Path, list[str]]:
@@ -68,7 +104,8 @@ def read_split_file(root: Path, split: str) -> tuple[Path, list[str]]:
     folder = root / split.rsplit("/", 1)[0] if "/" in split else root
     path = folder / "ImageSets" / "Main" / f"{split.rsplit('/', 1)[-1]}.txt"
     if not path.is_file():
-        raise DataError(path, f"split file not found (split {split!r} of VOC root {root})")
+        raise DataError(path, f"split file not found (split {split!r} of VOC root {root}), and {root / split} is not "
+                        "a folder of .xml files")  # fmt: skip
     image_ids = [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
     if not image_ids:
         raise DataError(path, "split file is empty: it lists no image ids")
@@ -80,6 +117,25 @@ def _image_files(folder: Path) -> set[str]:
     if not folder.is_dir():
         raise DataError(folder, "image folder not found")
     return set(os.listdir(folder))
+
+
+def voc_names(root: Path, splits: Sequence[str]) -> list[str] | None:
+    """The sorted class names that the XML files of ``splits`` use, when some split is a folder of XML files
+    (which comes without a class list); None for VOCdevkit splits (the 20 VOC classes)."""
+    if not any((f := resolve_split_path(root, s)).is_dir() and any(f.glob("*.xml")) for s in splits):
+        return None
+    found: set[str] = set()
+    for split in splits:
+        items, _ = split_items(root, split)
+        for _, xml_path, _ in items:
+            try:
+                found |= {(o.findtext("name") or "").strip() for o in ET.parse(xml_path).getroot().iter("object")}
+            except (ET.ParseError, OSError):
+                continue  # reported when the split is read
+    found.discard("")
+    if not found:
+        raise DataError(root, f"the XML files of {', '.join(splits)} name no object class")
+    return sorted(found)
 
 
 def parse_voc_xml(
