@@ -117,3 +117,28 @@ def test_missing_split_and_missing_yaml_are_reported(tmp_path: Path, capsys: pyt
     assert "defines no 'val' split" in capsys.readouterr().out
     assert run_check_data(str(tmp_path / "none.yaml"), None, None, as_json=True) == 1
     assert "data YAML file not found" in capsys.readouterr().out
+
+
+def test_fit_priors_prints_both_coverages_and_values_that_give_the_fitted_boxes(tmp_path, capsys):
+    import yaml
+
+    import ssd
+    from data_helpers import TinyImage, write_voc
+
+    images = [TinyImage(f"img{k}", k, 60, 80, [(5 + k, 20, 65 + k, 40)], [1 + k % 3]) for k in range(12)]  # 3:1
+    data = write_voc(tmp_path, images)
+    assert run_check_data(str(data), None, "shapes", as_json=False, fit=True) == 0
+    out = capsys.readouterr().out
+    assert "default boxes fitted:" in out and "   24x24 " in out  # the shapes config's maps, by its name
+    snippet = out[out.index("paste into the config") :].split("\n", 1)[1]
+    values = yaml.safe_load("\n".join(line[2:] for line in snippet.splitlines()))["model"]
+    assert set(values) == {"min_sizes", "max_sizes", "scales", "aspect_ratios"}
+    run_check_data(str(data), None, "shapes", as_json=True, fit=True)
+    report = json.loads(capsys.readouterr().out)
+    assert report["prior_fit"]["model"] == values
+    assert report["prior_fit"]["after"]["share_iou50"] >= report["prior_fit"]["before"]["share_iou50"]
+    from ssd.config import load_run_config
+
+    run = load_run_config("shapes")
+    model = ssd.build_model(run.preset, 4, **{**run.model, **values})  # the snippet is a valid model section
+    assert model.config.min_sizes == values["min_sizes"]

@@ -121,3 +121,19 @@ def test_shape_masks_have_the_expected_area(name: str, low: float, high: float) 
     ys, xs = np.nonzero(mask)
     centre = torch.tensor([xs.mean() + x0 + 0.5, ys.mean() + y0 + 0.5])
     torch.testing.assert_close(centre, torch.tensor([100.3, 50.7], dtype=centre.dtype), atol=0.5, rtol=0)
+
+
+def test_variants_draw_smaller_or_wider_objects(tmp_path):
+    import numpy as np
+
+    from ssd.data.shapes import render_image
+
+    rng = np.random.default_rng
+    small = np.concatenate([render_image(rng([1, i]), 128, (0.05, 0.1))[1] for i in range(20)])
+    wide = np.concatenate([render_image(rng([2, i]), 128, (0.1, 0.25), stretch=3)[1] for i in range(20)])
+    side = np.sqrt((small[:, 2] - small[:, 0]) * (small[:, 3] - small[:, 1]))
+    assert len(small) > 20 and side.max() <= 0.1 * 128 * 1.5  # a rotated shape's box is up to ~1.4 its diameter
+    aspect = (wide[:, 2] - wide[:, 0]) / (wide[:, 3] - wide[:, 1])
+    assert np.median(aspect) > 2.0
+    with pytest.raises(SSDError, match="stretch >= 1"):
+        generate_shapes(tmp_path, num_train=1, stretch=0)

@@ -204,6 +204,29 @@ def test_training_runs_on_each_labelling_tools_layout_as_it_is(tmp_path, writer)
     assert ssd.load(result.run_dir / "last.pt").config.class_names[1:] == ["cat", "dog", "bird"]
 
 
+def test_prior_fit_auto_fits_before_training_and_the_run_keeps_the_fitted_boxes(shapes_yaml, tmp_path, caplog):
+    import yaml
+
+    run = tiny_run(shapes_yaml, iterations=2)
+    run.model["prior_fit"] = "auto"
+    with caplog.at_level(logging.INFO, logger="ssd.engine.train"):
+        result = train(run, project=tmp_path, name="fit", progress=False)
+    assert any("default boxes fitted to" in r.getMessage() for r in caplog.records)
+    written = yaml.safe_load((result.run_dir / "config.yaml").read_text())
+    assert written["model"]["prior_fit"] == "off" and written["model"]["min_sizes"] != TINY_96["min_sizes"]
+    saved = ssd.load(result.run_dir / "last.pt").config
+    assert saved.min_sizes == written["model"]["min_sizes"] == written["model_config"]["min_sizes"]
+    assert saved.aspect_ratios == written["model"]["aspect_ratios"]
+
+    ssd.save(ssd.build_model("ssd300_vgg16", 7, **TINY_96), tmp_path / "pretrained.pt")
+    tuned = tiny_run(shapes_yaml, iterations=1, weights=str(tmp_path / "pretrained.pt"))
+    tuned.model["prior_fit"] = "auto"
+    with pytest.raises(SSDError, match="prior_fit: auto would change the default boxes.*prior_fit: force"):
+        train(tuned, project=tmp_path, name="refused", progress=False)
+    tuned.model["prior_fit"] = "force"
+    assert train(tuned, project=tmp_path, name="forced", progress=False).iterations == 1
+
+
 def test_fine_tuning_keeps_the_base_and_reinitialises_other_heads(tmp_path):
     source = ssd.build_model("ssd300_vgg16", 21, **TINY_96)
     path = tmp_path / "voc.pt"

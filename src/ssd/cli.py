@@ -148,9 +148,11 @@ def _add_check_data(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "check-data",
         help="report problems and statistics of a dataset",
-        description="Read every annotation of a dataset (VOC, COCO or YOLO data YAML) without training: report "
-        "unreadable files, bad boxes and unknown classes, plus images, boxes per class, box sizes and aspect "
-        "ratios, and how well a model's default boxes cover the ground truth. Exit status 1 when problems are found.",
+        description="Read every annotation of a dataset (VOC, COCO, YOLO, CVAT or LabelMe; the format is told from "
+        "the files when the YAML has none) without training: report unreadable files, bad boxes and unknown "
+        "classes, plus images, boxes per class, box sizes and aspect ratios, and how well a model's default boxes "
+        "cover the ground truth. --fit-priors also fits the default boxes to the training boxes and prints the "
+        "config values. Exit status 1 when problems are found.",
     )
     p.add_argument("data", help="data YAML")
     p.add_argument("--splits", help="comma-separated split names (default: all in the YAML)")
@@ -158,6 +160,7 @@ def _add_check_data(sub: argparse._SubParsersAction) -> None:
         "--model", default="ssd300_vgg16", help="model preset whose default boxes are checked ('none' to skip)"
     )
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--fit-priors", action="store_true", help="fit the model's default boxes to the train split's boxes")
     p.set_defaults(func=_run_check_data)
 
 
@@ -165,7 +168,9 @@ def _run_check_data(args: argparse.Namespace) -> int:
 
     splits = [s for s in args.splits.split(",") if s] if args.splits else None
     model = None if args.model.lower() == "none" else args.model
-    return run_check_data(args.data, splits, model, args.json)
+    if args.fit_priors and model is None:
+        raise SSDError("--fit-priors fits the default boxes of a --model: name a preset or a checkpoint")
+    return run_check_data(args.data, splits, model, args.json, fit=args.fit_priors)
 
 
 def _add_demo(sub: argparse._SubParsersAction) -> None:

@@ -15,6 +15,7 @@ import yaml
 from .errors import DataError, SSDError
 from .metrics import METRICS
 
+PRIOR_FITS = ("off", "auto", "force")
 BACKBONES = ("vgg16", "mobilenet_v3_large", "mobilenet_v2", "resnet50")
 HEADS = ("conv", "separable")
 
@@ -54,6 +55,9 @@ class ModelConfig:
     steps: list[float] | None = field(default_factory=lambda: [8, 16, 32, 64, 100, 300])
     aspect_ratios: list[list[float]] = field(default_factory=lambda: [[2], [2, 3], [2, 3], [2, 3], [2], [2]])
     clip: bool = False
+    # off: the sizes and ratios above; auto: ssd train fits them to the training boxes first (ssd.prior_fit),
+    # refused when train.weights holds heads trained for other boxes; force: fits them even then
+    prior_fit: str = "off"
     variances: list[float] = field(default_factory=lambda: [0.1, 0.1, 0.2, 0.2])
     # preprocessing, on the 0..255 scale: (255 * x - mean) / std
     image_mean: list[float] = field(default_factory=lambda: [123.0, 117.0, 104.0])
@@ -108,6 +112,8 @@ class ModelConfig:
             raise SSDError("model.variances needs 4 values and image_mean/image_std 3 each")
         if self.width <= 0:
             raise SSDError(f"model.width must be positive, got {self.width}")
+        if self.prior_fit not in PRIOR_FITS:
+            raise SSDError(f"model.prior_fit must be one of {', '.join(PRIOR_FITS)}, got {self.prior_fit!r}")
 
     def prior_sizes(self) -> tuple[list[float], list[float]]:
         """Min and max default-box sizes per feature map, as fractions of the input side."""

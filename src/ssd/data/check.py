@@ -15,15 +15,18 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 from torch import Tensor
 from torchvision.ops import box_convert, box_iou
 from tqdm import tqdm
 
 from ..checkpoint import load
-from ..errors import DataError
+from ..config import load_run_config, shipped_config_names
+from ..errors import DataError, SSDError
 from ..model.priors import boxes_per_location
 from ..model.ssd import SSD
-from ..presets import model_config
+from ..presets import PRESETS, model_config
+from ..prior_fit import PriorFit, fit_priors
 from . import build_dataset
 from .dataset import DataConfig, DetectionDataset, Problem, load_data_config
 
@@ -289,24 +292,92 @@ def _edge_label(lo: float, hi: float) -> str:
     return f">={lo:.3g}" if math.isinf(hi) else f"{lo:.3g}-{hi:.3g}"
 
 
-def run_check_data(data_yaml: str, splits: list[str] | None, model_name: str | None, as_json: bool) -> int:
+def run_check_data(
+    data_yaml: str, splits: list[str] | None, model_name: str | None, as_json: bool, fit: bool = False
+) -> int:
     """``ssd check-data``: print the report (text or JSON) and return the exit status, 1 if problems were found.
 
-    ``model_name`` is a preset (``ssd300_vgg16``...) or a checkpoint file whose default boxes are checked.
+    ``model_name`` is a preset (``ssd300_vgg16``...) or a checkpoint file whose default boxes are checked; with
+    ``fit`` they are also fitted to the boxes of the train split (see ``ssd.prior_fit``).
     An unknown preset raises SSDError (the CLI prints it and exits 2).
     """
     try:
         config = load_data_config(data_yaml)
     except DataError as exc:
         report = CheckReport(data_yaml, "?", [], model_name, [], [Problem(exc.path, "", exc.message)])
+        print(json.dumps(report.to_json(), indent=2) if as_json else format_report(report))
+        return 1
+    model = _model(model_name) if model_name else None
+    report = check_dataset(config, splits, PriorLayout.from_model(model) if model else None, model_name=model_name)
+    fitted = fit_to_split(config, model) if fit and model is not None else None
+    if as_json:
+        values = report.to_json()
+        if fitted is not None:
+            values["prior_fit"] = fit_json(fitted, model)
+        print(json.dumps(values, indent=2))
     else:
-        layout = _prior_layout(model_name) if model_name else None
-        report = check_dataset(config, splits, layout, model_name=model_name)
-    print(json.dumps(report.to_json(), indent=2) if as_json else format_report(report))
+        print(format_report(report) + ("\n\n" + format_fit(fitted, model) if fitted is not None else ""))
     return 0 if report.ok else 1
 
 
-def _prior_layout(model_name: str) -> PriorLayout:
-    """Default boxes of a preset or of the model saved in a checkpoint file."""
-    model = load(model_name) if Path(model_name).is_file() else SSD(model_config(model_name))
-    return PriorLayout.from_model(model)
+def fit_to_split(config: DataConfig, model: SSD, split: str | None = None) -> PriorFit:
+    """The model's default boxes fitted to the boxes (crowd regions aside) of ``split``, by default the train
+    split, or the first the data config defines."""
+    split = split or ("train" if "train" in config.splits else next(iter(config.splits)))
+    boxes = normalized_boxes(build_dataset(config, split, skip_bad=True))
+    return fit_priors(boxes, model.config, model.feature_sizes)
+
+
+def normalized_boxes(dataset: DetectionDataset) -> Tensor:
+    """``Tensor[M, 4]``: every object box of ``dataset`` (crowd regions aside) as a fraction of its image's width
+    and height, i.e. as the model sees it after the warp to its square input."""
+    table = dataset.box_table()
+    objects = ~table["iscrowd"]
+    height_width = table["image_size"][objects].double()
+    scale = torch.stack([height_width[:, 1], height_width[:, 0]] * 2, dim=1)  # [M, 4]: W, H, W, H
+    return table["boxes"][objects].double() / scale
+
+
+def format_fit(fit: PriorFit, model: SSD) -> str:
+    """The coverage of the model's default boxes and of the fitted ones, map by map, and the config values."""
+    b, a = fit.before, fit.after
+    lines = [
+        f"default boxes fitted: {_percent(b.share_iou50)} -> {_percent(a.share_iou50)} of boxes have a prior with "
+        f"IoU >= 0.5 (mean best IoU {b.mean_best_iou:.2f} -> {a.mean_best_iou:.2f})",
+        f"  {'map':>7} {'IoU>=0.5 now':>13} {'fitted':>8} {'best map now':>13} {'fitted':>8}",
+    ]
+    for k, size in enumerate(model.feature_sizes):
+        lines.append(
+            f"  {f'{size}x{size}':>7} {_percent(b.per_map_iou50[k]):>13} {_percent(a.per_map_iou50[k]):>8} "
+            f"{_percent(b.per_map_best[k]):>13} {_percent(a.per_map_best[k]):>8}"
+        )
+    values = fit.spec.config_values(model.config.input_size)
+    lines += ["", "paste into the config (the maps, strides and boxes per location are unchanged):"]
+    snippet = yaml.safe_dump({"model": values}, default_flow_style=None, sort_keys=False)
+    lines += ["  " + line for line in snippet.splitlines()]
+    return "\n".join(lines)
+
+
+def fit_json(fit: PriorFit, model: SSD) -> dict[str, Any]:
+    return {
+        "before": asdict(fit.before),
+        "after": asdict(fit.after),
+        "model": fit.spec.config_values(model.config.input_size),
+    }
+
+
+def _model(model_name: str) -> SSD:
+    """The model a ``--model`` names: a checkpoint file, a preset, or a run config (a file or a shipped name, such
+    as ``shapes``), whose ``model:`` section is applied to its preset."""
+    if Path(model_name).is_file() and Path(model_name).suffix.lower() in (".pt", ".pth"):
+        return load(model_name)
+    if model_name in PRESETS:
+        return SSD(model_config(model_name))
+    try:
+        run = load_run_config(model_name)
+    except DataError:
+        raise SSDError(
+            f"--model {model_name!r} is neither a checkpoint, a preset ({', '.join(sorted(PRESETS))}) nor a config "
+            f"({', '.join(shipped_config_names())} or a .yaml file)"
+        ) from None
+    return SSD(model_config(run.preset, **run.model))

@@ -48,21 +48,29 @@ def generate_shapes(
     image_size: int = 256,
     seed: int = 0,
     num_workers: int | None = None,
+    size_range: tuple[float, float] = SIZE_RANGE,
+    stretch: int = 1,
 ) -> Path:
     """Write the dataset under ``root/SHAPES`` and its data YAML ``root/shapes.yaml``; return the YAML's path.
 
     Does nothing if the data already exists with the same parameters (``SHAPES/manifest.json``, written last).
-    ``num_workers`` processes draw the images (default: up to 8, one per CPU core).
+    ``num_workers`` processes draw the images (default: up to 8, one per CPU core). Variants for other box
+    statistics: ``size_range`` (object diameter as a share of the image side) and ``stretch`` (every shape drawn
+    that many times wider than high, for long thin objects).
     """
     counts = {"train": num_train, "val": num_val, "test": num_test}
     if image_size < 32 or seed < 0 or min(counts.values()) < 0 or not any(counts.values()):
         raise SSDError("generate_shapes needs image_size >= 32, seed >= 0 and some images (counts >= 0)")
+    if not 0 < size_range[0] <= size_range[1] <= 1 or stretch < 1:
+        raise SSDError(f"generate_shapes needs 0 < size_range <= 1 and stretch >= 1, got {size_range}, {stretch}")
     root = Path(root)
     folder = root / FOLDER
     yaml_path = root / "shapes.yaml"
     manifest = folder / "manifest.json"
     params = {"version": GENERATOR_VERSION, **{f"num_{k}": v for k, v in counts.items()},
               "image_size": image_size, "seed": seed}  # fmt: skip
+    if tuple(size_range) != SIZE_RANGE or stretch != 1:  # the default dataset keeps its manifest
+        params.update(size_range=list(size_range), stretch=stretch)
     if yaml_path.is_file() and _read_manifest(manifest) == params:
         return yaml_path
 
@@ -70,7 +78,7 @@ def generate_shapes(
     manifest.unlink(missing_ok=True)
     for sub in ("Annotations", "JPEGImages", "ImageSets/Main"):
         (folder / sub).mkdir(parents=True, exist_ok=True)
-    jobs = [(str(folder), split, lo, min(lo + CHUNK, n), image_size, seed)
+    jobs = [(str(folder), split, lo, min(lo + CHUNK, n), image_size, seed, tuple(size_range), stretch)
             for split, n in counts.items() for lo in range(0, n, CHUNK)]  # fmt: skip
     workers = min(num_workers if num_workers is not None else min(8, os.cpu_count() or 1), len(jobs))
     if workers <= 1:
@@ -106,16 +114,16 @@ def _image_id(split: str, index: int) -> str:
     return f"{split}_{index:06d}"
 
 
-def _write_images(job: tuple[str, str, int, int, int, int]) -> None:
+def _write_images(job: tuple[str, str, int, int, int, int, tuple[float, float], int]) -> None:
     """Draw and write images ``lo..hi-1`` of one split: JPEG and VOC XML."""
-    folder, split, lo, hi, size, seed = job
+    folder, split, lo, hi, size, seed, size_range, stretch = job
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the drawing is many tiny tensor ops: more threads only spin
     try:
         for index in range(lo, hi):
             image_id = _image_id(split, index)
             rng = np.random.default_rng([seed, SPLIT_STREAMS[split], index])
-            image, boxes_xyxy, classes = render_image(rng, size)
+            image, boxes_xyxy, classes = render_image(rng, size, size_range, stretch)
             write_jpeg(torch.from_numpy(image), os.path.join(folder, "JPEGImages", f"{image_id}.jpg"), quality=90)
             xml_path = os.path.join(folder, "Annotations", f"{image_id}.xml")
             names = [SHAPES_CLASSES[c] for c in classes]
@@ -124,8 +132,11 @@ def _write_images(job: tuple[str, str, int, int, int, int]) -> None:
         torch.set_num_threads(threads)
 
 
-def render_image(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One image ``ndarray[3, H, W]`` uint8 RGB, its boxes ``ndarray[N, 4]`` xyxy px and classes ``ndarray[N]``.
+def render_image(
+    rng: np.random.Generator, size: int, size_range: tuple[float, float] = SIZE_RANGE, stretch: int = 1
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One image ``ndarray[3, H, W]`` uint8 RGB, its boxes ``ndarray[N, 4]`` xyxy px and classes ``ndarray[N]``;
+    object diameters drawn log-uniformly in ``size_range`` (shares of the side), shapes ``stretch`` times wider.
 
     Objects are drawn in order, later ones over earlier ones; a candidate is rejected when less than
     ``MIN_VISIBLE`` of it would fall inside the image or when it would hide more than that of an earlier object.
@@ -142,9 +153,11 @@ def render_image(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.nd
         if len(classes) == wanted:
             break
         cls = int(rng.integers(len(SHAPES_CLASSES)))
-        diameter = size * math.exp(rng.uniform(math.log(SIZE_RANGE[0]), math.log(SIZE_RANGE[1])))
+        diameter = size * math.exp(rng.uniform(math.log(size_range[0]), math.log(size_range[1])))
         cx, cy = rng.uniform(0, size, 2)
         mask, x0, y0 = shape_mask(SHAPES_CLASSES[cls], diameter, cx, cy, rng)
+        if stretch > 1:  # widen about the centre
+            mask, x0 = np.repeat(mask, stretch, axis=1), int(round(cx - stretch * (cx - x0)))
         ix0, iy0, ix1, iy1 = max(x0, 0), max(y0, 0), min(x0 + mask.shape[1], size), min(y0 + mask.shape[0], size)
         area = int(mask.sum())
         if ix1 <= ix0 or iy1 <= iy0 or area < 20:

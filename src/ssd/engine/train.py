@@ -27,11 +27,13 @@ from ..build import build_model
 from ..checkpoint import load_matching_weights, read_checkpoint
 from ..config import RunConfig, TrainConfig, run_config_from_dict
 from ..data import build_dataset, load_data_config
+from ..data.check import normalized_boxes
 from ..data.loader import build_loader, set_epoch
 from ..data.transforms import AugmentedDataset, EvalTransform, TrainTransform
 from ..errors import SSDError
 from ..layout import apply_layout
 from ..model.ssd import SSD
+from ..prior_fit import fit_priors
 from .distributed import (
     DistInfo,
     barrier,
@@ -90,6 +92,8 @@ def train(
         train_set = build_dataset(
             data_cfg, run.train.train_split, keep_difficult=run.train.keep_difficult, skip_bad=run.train.skip_bad
         )
+        if saved is None:
+            fit_default_boxes(run, train_set, dist_info)
         model = build_training_model(run, train_set.class_names, dist_info)
         check_batch_norm_batch(model, run.train, dist_info)
         data = build_training_data(run, data_cfg, train_set, model, dist_info)
@@ -142,6 +146,34 @@ def check_run(run: RunConfig, dist_info: DistInfo) -> None:
         raise SSDError(
             f"train.batch_size {run.train.batch_size} must divide evenly over {dist_info.world_size} processes"
         )
+
+
+def fit_default_boxes(run: RunConfig, train_set: Any, dist_info: DistInfo) -> None:
+    """With ``model.prior_fit`` auto or force, fit the default boxes to the training boxes (on the main process,
+    shared with the others) and write them into the run's model section, which the checkpoints and
+    ``config.yaml`` keep; ``prior_fit`` becomes off, so that a resume uses the same boxes without fitting again."""
+    mode = run.model.get("prior_fit", "off")
+    if mode == "off":
+        return
+    if mode == "auto" and run.train.weights:
+        raise SSDError(
+            f"model.prior_fit: auto would change the default boxes that the heads of train.weights "
+            f"({run.train.weights}) were trained for, voiding their box regression: leave prior_fit off, or set "
+            "model.prior_fit: force to fit them anyway"
+        )
+    values = None
+    if dist_info.is_main:
+        model = build_model(run.preset, **{k: v for k, v in run.model.items() if k != "prior_fit"})
+        boxes = normalized_boxes(train_set)
+        fit = fit_priors(boxes, model.config, model.feature_sizes, seed=run.train.seed)
+        before, after = fit.before, fit.after
+        log.info(
+            "default boxes fitted to %d training boxes: %.1f%% -> %.1f%% have a prior with IoU >= 0.5 (mean best "
+            "IoU %.3f -> %.3f)", len(boxes), 100 * before.share_iou50, 100 * after.share_iou50,
+            before.mean_best_iou, after.mean_best_iou,
+        )  # fmt: skip
+        values = fit.spec.config_values(model.config.input_size)
+    run.model.update(broadcast_object(values), prior_fit="off")
 
 
 def build_training_model(run: RunConfig, class_names: list[str], dist_info: DistInfo) -> SSD:
