@@ -137,15 +137,16 @@ def make_sample(image, boxes, labels, difficult, iscrowd, image_id=0, path="samp
 
 
 def write_labelimg(root: Path, images: list[TinyImage] = TINY_IMAGES, sibling: bool = False) -> Path:
-    """LabelImg's Pascal VOC output: ``<name>.xml`` beside each image in ``root/train`` or, with ``sibling``, the
-    XML files in ``root/train/annotations`` and the images in ``root/train/images``."""
+    """A labelling tool's Pascal VOC output (LabelImg, CVAT's export): ``<name>.xml`` with continuous coordinates
+    beside each image in ``root/train`` or, with ``sibling``, the XML files in ``root/train/annotations`` and the
+    images in ``root/train/images``."""
     xml_dir = root / "train" / "annotations" if sibling else root / "train"
     image_dir = root / "train" / "images" if sibling else root / "train"
     for k, img in enumerate(images):
         write_jpeg_file(image_dir / f"{img.name}.jpg", img.height, img.width, seed=k)
         names = [TINY_CLASSES[label - 1] for label in img.labels]
         write_voc_annotation(xml_dir / f"{img.name}.xml", f"{img.name}.jpg", img.height, img.width, img.boxes,
-                             names, img.difficult or None)  # fmt: skip
+                             names, img.difficult or None, one_based=False)  # fmt: skip
     split = "train/annotations" if sibling else "train"
     return write_yaml(root / "data.yaml", {"path": ".", "names": TINY_CLASSES, "train": split})
 

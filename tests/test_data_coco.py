@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import re
 from pathlib import Path
@@ -148,3 +149,13 @@ def test_a_roboflow_folder_drops_the_unused_supercategory_and_maps_labels_back(t
     assert dataset.annotation_file == str(tmp_path / "train" / "_annotations.coco.json")
     assert any("category 0 ('tiny-animals') left out" in r.getMessage() for r in caplog.records)
     assert "the categories of" in dataset.names_source
+
+
+def test_a_category_that_is_its_own_supercategory_stays_in_every_split(tmp_path):
+    data = coco_dict()
+    data["categories"] = [{**c, "supercategory": c["name"]} for c in data["categories"]]  # COCO's "person"
+    data["annotations"] = [a for a in data["annotations"] if a["category_id"] != 90]  # no bird in this split
+    path = tmp_path / "instances.json"
+    path.write_text(json.dumps(data))
+    (tmp_path / "images").mkdir()
+    assert CocoDataset(tmp_path / "images", path).class_names[1:] == TINY_CLASSES

@@ -63,3 +63,15 @@ def test_a_missing_image_is_a_problem_naming_the_file(tmp_path):
     assert len(dataset) == 2
     assert str(dataset.problems[0]) == f"{tmp_path / 'images' / 'img_b.jpg'}: image file not found (listed in " \
         f"{tmp_path / 'annotations.xml'})"  # fmt: skip
+
+
+def test_rotated_boxes_and_labels_of_other_shapes(tmp_path):
+    write_cvat(tmp_path)
+    xml = tmp_path / "annotations.xml"
+    edit(xml, 'box label="cat" source="manual" occluded="0" xtl="0.00"', 'box label="cat" rotation="30.0" xtl="0.00"')
+    edit(xml, "</labels>", "<label><name>road</name><type>polygon</type></label><label><name>kp</name>"
+         "<type>points</type><parent>body</parent></label></labels>")  # fmt: skip
+    assert cvat_label_names([xml]) == sorted(TINY_CLASSES)  # only labels that can be boxes
+    dataset = CvatDataset(xml, tmp_path / "images", TINY_CLASSES)
+    assert any("rotated by 30 degrees is not an axis-aligned box" in str(p) for p in dataset.problems)
+    assert len(dataset) == 2

@@ -51,3 +51,17 @@ def test_a_folder_without_labelme_files_is_an_error(tmp_path):
         LabelMeDataset([tmp_path / "empty"], TINY_CLASSES)
     with pytest.raises(DataError, match="LabelMe folder not found"):
         LabelMeDataset([tmp_path / "nowhere"], TINY_CLASSES)
+
+
+def test_four_corner_rectangles_are_boxes_and_a_label_must_be_a_name(tmp_path):
+    write_labelme(tmp_path)
+    path = tmp_path / "train" / "img_a.json"
+    data = json.loads(path.read_text())
+    data["shapes"][1]["points"] = [[10, 5], [30, 5], [30, 25], [10, 25]]  # as X-AnyLabeling writes it
+    path.write_text(json.dumps(data))
+    dataset = LabelMeDataset([tmp_path / "train"], TINY_CLASSES)
+    assert dataset.targets(0)["boxes"].tolist()[1] == [10.0, 5.0, 30.0, 25.0]
+    data["shapes"][1]["label"] = None
+    path.write_text(json.dumps(data))
+    dataset = LabelMeDataset([tmp_path / "train"], TINY_CLASSES)
+    assert "the label must be a class name, got None" in str(dataset.problems[0]) and len(dataset) == 2

@@ -107,3 +107,34 @@ def test_without_names_the_classes_are_those_the_annotations_name(tmp_path, writ
     assert f"data: {yaml_path} ({config.format}, told from the files, 3 classes)" in report
     assert "classes: bird, cat, dog (from the classes the annotations name, sorted" in report
     assert "split train: 3 images (1 without objects), 5 boxes" in report
+
+
+def test_layouts_real_exports_have(tmp_path):
+    """A missing split, a CVAT export folder, a COCO file of any name, a stray JSON beside LabelMe files."""
+    write_roboflow_yolo(tmp_path / "rf")
+    import yaml
+
+    rf = tmp_path / "rf" / "data.yaml"
+    rf.write_text(yaml.safe_dump({**yaml.safe_load(rf.read_text()), "test": "../test/images"}))  # not exported
+    assert load_data_config(rf).format == "yolo"
+
+    write_cvat(tmp_path / "cvat")
+    config = load_data_config(write_yaml(tmp_path / "cvat" / "folder.yaml", {"names": TINY_CLASSES, "train": "."}))
+    assert config.format == "cvat" and len(build_dataset(config, "train")) == 3
+
+    write_coco(tmp_path / "coco")
+    (tmp_path / "coco" / "annotations" / "train.json").rename(tmp_path / "coco" / "train" / "instances.json")
+    config = load_data_config(write_yaml(tmp_path / "coco" / "data.yaml", {"train": "train"}))
+    assert config.format == "coco" and len(build_dataset(config, "train")) == 3
+
+    write_labelme(tmp_path / "lm")
+    (tmp_path / "lm" / "train" / "0classes.json").write_text('["cat", "dog", "bird"]')
+    assert load_data_config(tmp_path / "lm" / "data.yaml").format == "labelme"
+
+
+def test_the_same_file_name_in_two_folders_gets_two_image_ids(tmp_path):
+    write_labelme(tmp_path / "a")
+    write_labelme(tmp_path / "b")
+    values = {"names": TINY_CLASSES, "train": ["a/train", "b/train"]}
+    dataset = build_dataset(load_data_config(write_yaml(tmp_path / "data.yaml", values)), "train")
+    assert len(set(dataset.image_ids)) == len(dataset) == 6 and "a/train/img_a" in dataset.image_ids

@@ -226,3 +226,13 @@ def test_a_labelimg_folder_finds_images_beside_or_in_a_sibling_folder_and_names_
         f"{xml}: <filename>: the image 'img_b.jpg' is neither beside this XML nor in a sibling images/ or "
         "JPEGImages/ folder"
     ]
+
+
+def test_a_labelimg_filename_with_a_windows_path_or_a_wrong_suffix_still_finds_its_image(tmp_path):
+    write_labelimg(tmp_path)
+    for name, stored in (("img_a", "C:\\Users\\me\\labels\\img_a.jpg"), ("img_b", "img_b.png")):
+        xml = tmp_path / "train" / f"{name}.xml"
+        xml.write_text(xml.read_text().replace(f"<filename>{name}.jpg</filename>", f"<filename>{stored}</filename>"))
+    dataset = build_dataset(load_data_config(tmp_path / "data.yaml"), "train")
+    assert len(dataset) == 3 and not dataset.problems
+    assert dataset.targets(0)["boxes"].tolist()[0] == [0.0, 0.0, 64.0, 48.0]  # continuous: read as written

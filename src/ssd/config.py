@@ -16,6 +16,13 @@ from .errors import DataError, SSDError
 from .metrics import METRICS
 
 PRIOR_FITS = ("off", "auto", "force")
+
+
+def prior_fit_mode(value: object) -> object:
+    """``model.prior_fit`` as one of PRIOR_FITS: YAML reads a bare ``off`` as False (and ``on`` as True)."""
+    return {False: "off", True: "auto"}.get(value, value) if isinstance(value, bool) else value
+
+
 BACKBONES = ("vgg16", "mobilenet_v3_large", "mobilenet_v2", "resnet50")
 HEADS = ("conv", "separable")
 
@@ -112,6 +119,7 @@ class ModelConfig:
             raise SSDError("model.variances needs 4 values and image_mean/image_std 3 each")
         if self.width <= 0:
             raise SSDError(f"model.width must be positive, got {self.width}")
+        self.prior_fit = prior_fit_mode(self.prior_fit)
         if self.prior_fit not in PRIOR_FITS:
             raise SSDError(f"model.prior_fit must be one of {', '.join(PRIOR_FITS)}, got {self.prior_fit!r}")
 

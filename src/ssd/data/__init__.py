@@ -40,7 +40,7 @@ def build_dataset(
         and data_config.format in ("voc", "cvat", "labelme")
         and dataset.names_source.startswith("names:")
     ):
-        dataset.names_source = "the classes the annotations name, sorted (the data YAML gives no names)"
+        dataset.names_source = "the classes the annotations name, sorted; the data YAML gives no names"
     return dataset
 
 

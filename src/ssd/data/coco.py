@@ -93,14 +93,19 @@ def _categories(data: dict[str, Any], path: str) -> list[tuple[int, str]]:
 def _without_supercategory_entries(
     data: dict[str, Any], categories: list[tuple[int, str]], path: str
 ) -> list[tuple[int, str]]:
-    """``categories`` less those that no annotation uses and that only name the supercategory of others (Roboflow
-    lists its project as category 0, the supercategory of every real class); each dropped one is noted."""
-    used = {ann.get("category_id") for ann in data["annotations"] if isinstance(ann, dict)}
-    parents = {cat.get("supercategory") for cat in data["categories"] if isinstance(cat, dict)}
-    dropped = [(cat_id, name) for cat_id, name in categories if cat_id not in used and name in parents]
+    """``categories`` less those that only name the supercategory of others, as Roboflow lists its project
+    (category 0, itself of supercategory "none"). Decided from the category list alone, so that every split of a
+    dataset keeps the same classes; each dropped one is noted, and an annotation that uses it is a problem."""
+    entries = [c for c in data["categories"] if isinstance(c, dict)]
+    parent_of = {c.get("id"): c.get("supercategory") for c in entries}
+    dropped = [
+        (cat_id, name)
+        for cat_id, name in categories
+        if parent_of.get(cat_id) in (None, "", "none")
+        and any(c.get("supercategory") == name and c.get("id") != cat_id for c in entries)
+    ]
     for cat_id, name in dropped:
-        logger.info("%s: category %d (%r) left out: no annotation uses it and it is the supercategory of the others",
-                    path, cat_id, name)  # fmt: skip
+        logger.info("%s: category %d (%r) left out: it is the supercategory of the others", path, cat_id, name)
     return [c for c in categories if c not in dropped]
 
 

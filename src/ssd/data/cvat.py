@@ -1,9 +1,9 @@
 """CVAT for images 1.1: one XML file, an ``<image>`` element per image (``name``, ``width``, ``height``) holding its
 ``<box label xtl ytl xbr ybr>`` elements, in continuous pixel coordinates like ours.
 
-Only boxes are objects here: an image that also holds a polygon, polyline, points, ellipse, mask or cuboid is left
-out with a problem, so that the object it outlines is not learned as background. Image-level ``<tag>``s are
-not objects and are ignored.
+Only axis-aligned boxes are objects here: an image that also holds a polygon, polyline, points, ellipse, mask,
+cuboid, skeleton or rotated box is left out with a problem, so that the object it outlines is not learned as
+background. Image-level ``<tag>``s are not objects and are ignored.
 """
 
 from __future__ import annotations
@@ -19,8 +19,6 @@ import numpy as np
 from ..errors import DataError
 from .dataset import DetectionDataset, ImageAnnotation, Problem, check_boxes
 from .layouts import resolve_split_path
-
-SHAPES = ("polygon", "polyline", "points", "ellipse", "mask", "cuboid", "skeleton")
 
 
 class CvatDataset(DetectionDataset):
@@ -79,7 +77,7 @@ def _read_image(
     name = element.get("name", "")
     where = f"image {element.get('id', k)} ({name})" if name else f"image {element.get('id', k)}"
     try:
-        width, height = int(element.get("width", "")), int(element.get("height", ""))
+        width, height = int(float(element.get("width", ""))), int(float(element.get("height", "")))
     except ValueError:
         width = height = 0
     if not name or width <= 0 or height <= 0:
@@ -91,23 +89,36 @@ def _read_image(
     for j, shape in enumerate(element):
         label = shape.get("label", "")
         at = f"{where}, shape {j} ({shape.tag} {label!r})"
-        if shape.tag in SHAPES:
-            problems.append(Problem(path, at, "only boxes are read: the image is left out, so that this object is "
-                                    "not learned as background"))  # fmt: skip
-        elif shape.tag == "box" and label not in label_of:
-            problems.append(Problem(path, at, f"unknown class {label!r} (classes: {', '.join(label_of)})"))
+        problem = _box_problem(shape, label, label_of)
+        if problem:
+            problems.append(Problem(path, at, problem))
         elif shape.tag == "box":
-            try:
-                boxes.append([float(shape.get(a, "")) for a in ("xtl", "ytl", "xbr", "ybr")])
-                labels.append(label_of[label])
-            except ValueError:
-                problems.append(Problem(path, at, "needs numbers xtl, ytl, xbr and ybr"))
+            boxes.append([float(shape.get(a, "")) for a in ("xtl", "ytl", "xbr", "ybr")])
+            labels.append(label_of[label])
     checked, errors = check_boxes(np.array(boxes, dtype=np.float64).reshape(-1, 4), width, height)
     problems += [Problem(path, f"{where}, box {i + 1}", message) for i, message in errors.items()]
     if problems:
         return None, problems
     image_id = int(element.get("id")) if str(element.get("id", "")).isdigit() else Path(name).stem
     return ImageAnnotation.of_boxes(str(image_path), image_id, (height, width), checked, labels, path), []
+
+
+def _box_problem(shape: ET.Element, label: str, label_of: dict[str, int]) -> str | None:
+    """Why an element of an ``<image>`` cannot be one of its boxes, or None (a box, or an image-level tag)."""
+    if shape.tag == "tag":
+        return None
+    if shape.tag != "box":
+        return f"only boxes are read ({shape.tag} is not): the image is left out, so that this object is not learned as background"
+    if label not in label_of:
+        return f"unknown class {label!r} (classes: {', '.join(label_of)})"
+    try:
+        [float(shape.get(a, "")) for a in ("xtl", "ytl", "xbr", "ybr")]
+        rotation = float(shape.get("rotation", "0")) % 360
+    except ValueError:
+        return "needs numbers xtl, ytl, xbr and ybr"
+    if min(rotation, 360 - rotation) > 1e-6:
+        return f"a box rotated by {rotation:g} degrees is not an axis-aligned box: the image is left out"
+    return None
 
 
 def cvat_split_files(root: Path, spec: Any, source: str, split: str) -> tuple[Path, Path]:
@@ -120,16 +131,22 @@ def cvat_split_files(root: Path, spec: Any, source: str, split: str) -> tuple[Pa
     if not isinstance(spec, str):
         raise DataError(source, f"split {split!r}: expected the path of a CVAT .xml file or {{images, annotations}}")
     xml_path = resolve_split_path(root, spec)
+    if xml_path.is_dir():  # the unpacked export: annotations.xml and images/
+        xml_path = xml_path / "annotations.xml"
     images = xml_path.parent / "images"
     return (images if images.is_dir() else xml_path.parent), xml_path
 
 
 def cvat_label_names(xml_paths: Sequence[Path]) -> list[str]:
-    """The sorted labels that the files define (``<meta>``) or their boxes use, for a data YAML without names."""
+    """The sorted labels that the files' boxes use or that their ``<meta>`` defines for boxes (type rectangle or
+    any, not a skeleton's part), for a data YAML without names."""
     found: set[str] = set()
     for path in xml_paths:
         root = parse_cvat_file(path)
-        found |= {(name.text or "").strip() for label in root.iter("label") for name in label.findall("name")}
+        for label in root.iter("label"):
+            kind = (label.findtext("type") or "any").strip()
+            if label.find("name") is not None and label.find("parent") is None and kind in ("any", "rectangle"):
+                found.add((label.findtext("name") or "").strip())
         found |= {box.get("label", "") for box in root.iter("box")}
     found.discard("")
     if not found:

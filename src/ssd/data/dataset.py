@@ -185,7 +185,7 @@ class DetectionDataset(Dataset):
         """Store all boxes in a few flat arrays (cheap to copy to worker processes) with per-image offsets."""
         keep = [np.ones(len(a.labels), bool) if self.keep_difficult else ~a.difficult for a in annotations]
         self.paths = [a.path for a in annotations]
-        self.image_ids = [a.image_id for a in annotations]
+        self.image_ids = _unique_ids([a.image_id for a in annotations], self.paths)
         self.annotation_paths = [a.annotation_path for a in annotations]
         self._sizes = np.array([(a.height, a.width) for a in annotations], dtype=np.int64).reshape(-1, 2)
         counts = [int(k.sum()) for k in keep]
@@ -265,6 +265,22 @@ class DetectionDataset(Dataset):
             self.unreadable.mark(index, f"skipped an unreadable image: {exc}")
             return None
         return self.transform(sample) if self.transform is not None else sample
+
+
+def _unique_ids(image_ids: list[int | str], paths: list[str]) -> list[int | str]:
+    """The image ids, a repeated one (the same file name in two folders of a split) replaced by its path below the
+    folder the repeats share, so that evaluation and results files tell the images apart."""
+    counts: dict[int | str, int] = {}
+    for image_id in image_ids:
+        counts[image_id] = counts.get(image_id, 0) + 1
+    repeated = [p for i, p in zip(image_ids, paths) if counts[i] > 1]
+    if not repeated:
+        return image_ids
+    common = Path(os.path.commonpath([os.path.abspath(p) for p in repeated]))
+    return [
+        Path(os.path.abspath(p)).relative_to(common).with_suffix("").as_posix() if counts[i] > 1 else i
+        for i, p in zip(image_ids, paths)
+    ]
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -111,18 +111,23 @@ def _rectangle(shape: Any, j: int, path: str, label_of: dict[str, int]) -> tuple
     """``(xyxy, label, None)`` of a rectangle shape, or a problem saying why the shape cannot be a box."""
     if not isinstance(shape, dict):
         return [], 0, Problem(path, f"shape {j}", f"expected an object, got {shape!r}")
-    kind, label = shape.get("shape_type") or "polygon", str(shape.get("label", ""))
+    kind, label = shape.get("shape_type") or "polygon", shape.get("label")
     where = f"shape {j} ({kind} {label!r})"
+    if not isinstance(label, str) or not label.strip():
+        return [], 0, Problem(path, where, f"the label must be a class name, got {label!r}")
     if kind != "rectangle":
         return [], 0, Problem(path, where, "only rectangles are boxes: the image is left out, so that this object is "
                               "not learned as background")  # fmt: skip
     if label not in label_of:
         return [], 0, Problem(path, where, f"unknown class {label!r} (classes: {', '.join(label_of)})")
     try:
-        (xa, ya), (xb, yb) = ((float(x), float(y)) for x, y in shape["points"])
+        points = [(float(x), float(y)) for x, y in shape["points"]]
     except (KeyError, TypeError, ValueError):
-        return [], 0, Problem(path, where, "a rectangle needs 'points': two [x, y] corners")
-    return [min(xa, xb), min(ya, yb), max(xa, xb), max(ya, yb)], label_of[label], None
+        points = []
+    if len(points) < 2:  # LabelMe writes two corners, X-AnyLabeling four
+        return [], 0, Problem(path, where, "a rectangle needs 'points': two (or four) [x, y] corners")
+    xs, ys = [x for x, _ in points], [y for _, y in points]
+    return [min(xs), min(ys), max(xs), max(ys)], label_of[label], None
 
 
 def labelme_label_names(folders: Sequence[Path]) -> list[str]:
@@ -132,10 +137,8 @@ def labelme_label_names(folders: Sequence[Path]) -> list[str]:
         for path in labelme_files(folder):
             data, _ = _load(path)
             shapes = data.get("shapes", []) if data else []
-            found |= {
-                str(s.get("label", "")) for s in shapes if isinstance(s, dict) and s.get("shape_type") == "rectangle"
-            }
-    found.discard("")
+            rectangles = [s for s in shapes if isinstance(s, dict) and s.get("shape_type") == "rectangle"]
+            found |= {s["label"] for s in rectangles if isinstance(s.get("label"), str) and s["label"].strip()}
     if not found:
         raise DataError(folders[0], "the LabelMe files hold no rectangle: give names: in the data YAML")
     return sorted(found)

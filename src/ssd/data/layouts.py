@@ -23,6 +23,7 @@ LOOKED_FOR = (
     "of LabelMe .json files"
 )
 _PEEK_BYTES = 4096
+PEEKED_FILES = 3  # files of a folder looked into to tell its format
 
 
 def resolve_split_path(root: Path, part: str) -> Path:
@@ -40,6 +41,8 @@ def infer_format(root: Path, splits: dict[str, Any], source: str) -> str:
     found: dict[str, str] = {}
     for name, spec in splits.items():
         kinds = split_formats(root, spec)
+        if not kinds and not _exists(root, spec) and len(splits) > 1:
+            continue  # a split not on disk (an export without a test set) is reported when it is read
         if not kinds:
             raise DataError(source, f"split {name!r}: cannot tell its format; looked for {LOOKED_FOR}")
         if len(kinds) > 1:
@@ -49,6 +52,11 @@ def infer_format(root: Path, splits: dict[str, Any], source: str) -> str:
         described = ", ".join(f"{name} is {kind}" for name, kind in found.items())
         raise DataError(source, f"the splits are of different formats ({described}): set format:")
     return next(iter(found.values()))
+
+
+def _exists(root: Path, spec: Any) -> bool:
+    parts = spec if isinstance(spec, list) else [spec]
+    return any(isinstance(p, str) and resolve_split_path(root, p).exists() for p in parts) or isinstance(spec, dict)
 
 
 def split_formats(root: Path, spec: Any) -> set[str]:
@@ -73,16 +81,24 @@ def _path_formats(root: Path, part: str) -> set[str]:
     if not path.is_dir():
         return set()
     kinds = set()
-    if (path / ROBOFLOW_COCO_FILE).is_file():
+    jsons = sorted(p for p in path.glob("*.json") if p.name != ROBOFLOW_COCO_FILE)[:PEEKED_FILES]
+    heads = [_peek(p) for p in jsons]
+    if (path / ROBOFLOW_COCO_FILE).is_file() or (len(jsons) == 1 and _looks_like_coco(heads[0])):
         kinds.add("coco")
-    first_json = next(iter(sorted(p for p in path.glob("*.json") if p.name != ROBOFLOW_COCO_FILE)), None)
-    if first_json is not None and '"shapes"' in _peek(first_json):
+    if any('"shapes"' in head for head in heads):
         kinds.add("labelme")
-    if any(path.glob("*.xml")):
+    xmls = sorted(path.glob("*.xml"))[:PEEKED_FILES]
+    if any("<annotations" in _peek(p) for p in xmls):
+        kinds.add("cvat")
+    elif xmls:
         kinds.add("voc")
     if "images" in path.parts and yolo_labels_folder(path).is_dir():
         kinds.add("yolo")
     return kinds
+
+
+def _looks_like_coco(head: str) -> bool:
+    return '"shapes"' not in head and any(f'"{key}"' in head for key in ("images", "annotations", "categories"))
 
 
 def _file_formats(path: Path) -> set[str]:

@@ -1,7 +1,8 @@
-"""Pascal VOC: the VOCdevkit layout and its XML annotations, read and written.
+"""Pascal VOC: the VOCdevkit layout, folders of VOC XML files as labelling tools write them, read and written.
 
 The devkit's pixel coordinates are 1-based and inclusive; they become the internal continuous convention once,
-here: ``x1 = xmin - 1, y1 = ymin - 1, x2 = xmax, y2 = ymax`` (and back in :func:`write_voc_annotation`).
+here: ``x1 = xmin - 1, y1 = ymin - 1, x2 = xmax, y2 = ymax`` (and back in :func:`write_voc_annotation`). The XML
+files of a labelling tool's folder hold continuous coordinates and are read as they are.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import os
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Sequence
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 from typing import Any
 
 import numpy as np
@@ -52,8 +53,9 @@ class VOCDataset(DetectionDataset):
         for split in [splits] if isinstance(splits, str) else splits:
             items, missing = split_items(Path(root), split)
             problems += missing
+            one_based = not _is_xml_folder(resolve_split_path(Path(root), split))
             for image_id, xml_path, image_path in items:
-                annotation, found = parse_voc_xml(xml_path, image_path, image_id, label_of)
+                annotation, found = parse_voc_xml(xml_path, image_path, image_id, label_of, one_based)
                 problems += found
                 if annotation is not None:
                     annotations.append(annotation)
@@ -65,7 +67,7 @@ class VOCDataset(DetectionDataset):
 def split_items(root: Path, split: str) -> tuple[list[tuple[str, Path, Path]], list[Problem]]:
     """``(image id, XML path, image path)`` of each image of a split, and the images that could not be found."""
     folder = resolve_split_path(root, split)
-    if folder.is_dir() and any(folder.glob("*.xml")):
+    if _is_xml_folder(folder):
         return _folder_items(folder)
     folder, image_ids = read_split_file(root, split)
     images = _image_files(folder / "JPEGImages")
@@ -79,17 +81,22 @@ def split_items(root: Path, split: str) -> tuple[list[tuple[str, Path, Path]], l
     return items, problems
 
 
+def _is_xml_folder(path: Path) -> bool:
+    return path.is_dir() and any(path.glob("*.xml"))
+
+
 def _folder_items(folder: Path) -> tuple[list[tuple[str, Path, Path]], list[Problem]]:
-    """The XML files of a LabelImg-style folder with the images their ``<filename>`` names."""
+    """The XML files of a LabelImg-style folder with the images their ``<filename>`` names (else an image of the
+    XML's own name), beside the XML or in a sibling ``images``/``JPEGImages`` folder."""
     items, problems = [], []
     for xml_path in sorted(folder.glob("*.xml")):
         try:
             filename = (ET.parse(xml_path).getroot().findtext("filename") or "").strip()
         except ET.ParseError:
             filename = ""  # parse_voc_xml reports the malformed XML
-        names = [Path(filename).name] if filename else [xml_path.stem + s for s in IMAGE_SUFFIXES]
+        names = ([PureWindowsPath(filename).name] if filename else []) + [xml_path.stem + s for s in IMAGE_SUFFIXES]
         places = [xml_path.parent, xml_path.parent.parent / "images", xml_path.parent.parent / "JPEGImages"]
-        image_path = next((p / n for p in places for n in names if (p / n).is_file()), None)
+        image_path = next((p / n for n in names for p in places if (p / n).is_file()), None)
         if image_path is None:
             wanted = f"the image {filename!r}" if filename else "an image of the same name"
             problems.append(Problem(str(xml_path), "<filename>", f"{wanted} is neither beside this XML nor in a "
@@ -122,7 +129,7 @@ def _image_files(folder: Path) -> set[str]:
 def voc_names(root: Path, splits: Sequence[str]) -> list[str] | None:
     """The sorted class names that the XML files of ``splits`` use, when some split is a folder of XML files
     (which comes without a class list); None for VOCdevkit splits (the 20 VOC classes)."""
-    if not any((f := resolve_split_path(root, s)).is_dir() and any(f.glob("*.xml")) for s in splits):
+    if not any(_is_xml_folder(resolve_split_path(root, s)) for s in splits):
         return None
     found: set[str] = set()
     for split in splits:
@@ -139,9 +146,12 @@ def voc_names(root: Path, splits: Sequence[str]) -> list[str] | None:
 
 
 def parse_voc_xml(
-    xml_path: Path, image_path: Path, image_id: str, label_of: dict[str, int]
+    xml_path: Path, image_path: Path, image_id: str, label_of: dict[str, int], one_based: bool = True
 ) -> tuple[ImageAnnotation | None, list[Problem]]:
-    """One image's annotation from its VOC XML file, or None and the problems that make it unusable."""
+    """One image's annotation from its VOC XML file, or None and the problems that make it unusable.
+
+    ``one_based``: the devkit's 1-based inclusive pixels; False for the continuous coordinates that labelling
+    tools write (CVAT's Datumaro writes ``xmin = x``, LabelImg its canvas coordinates)."""
     path = str(xml_path)
     try:
         root = ET.parse(xml_path).getroot()
@@ -178,7 +188,8 @@ def parse_voc_xml(
         if flag not in (0.0, 1.0):
             problems.append(Problem(path, where, f"<difficult> must be 0 or 1, got {flag:g}"))
             continue
-        boxes.append((xmin - 1.0, ymin - 1.0, xmax, ymax))
+        shift = 1.0 if one_based else 0.0
+        boxes.append((xmin - shift, ymin - shift, xmax, ymax))
         labels.append(label_of[name])
         difficult.append(flag == 1.0)
 
@@ -212,8 +223,10 @@ def write_voc_annotation(
     boxes_xyxy: Any,
     names: Sequence[str],
     difficult: Sequence[bool] | None = None,
+    one_based: bool = True,
 ) -> None:
-    """Write a VOC XML file for one image; ``boxes_xyxy: [N, 4]`` internal pixels, stored 1-based inclusive."""
+    """Write a VOC XML file for one image; ``boxes_xyxy: [N, 4]`` internal pixels, stored 1-based inclusive as the
+    devkit does (or, without ``one_based``, continuous as labelling tools do)."""
     boxes = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
     flags = [False] * len(boxes) if difficult is None else list(difficult)
     root = ET.Element("annotation")
@@ -226,7 +239,8 @@ def write_voc_annotation(
         ET.SubElement(obj, "name").text = name
         ET.SubElement(obj, "difficult").text = "1" if flag else "0"
         bndbox = ET.SubElement(obj, "bndbox")
-        for tag, value in (("xmin", x1 + 1), ("ymin", y1 + 1), ("xmax", x2), ("ymax", y2)):
+        shift = 1 if one_based else 0
+        for tag, value in (("xmin", x1 + shift), ("ymin", y1 + shift), ("xmax", x2), ("ymax", y2)):
             ET.SubElement(bndbox, tag).text = _format_number(value)
     ET.indent(root)
     Path(path).parent.mkdir(parents=True, exist_ok=True)

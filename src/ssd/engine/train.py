@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from ..build import build_model
 from ..checkpoint import load_matching_weights, read_checkpoint
-from ..config import RunConfig, TrainConfig, run_config_from_dict
+from ..config import RunConfig, TrainConfig, prior_fit_mode, run_config_from_dict
 from ..data import build_dataset, load_data_config
 from ..data.check import normalized_boxes
 from ..data.loader import build_loader, set_epoch
@@ -152,7 +152,7 @@ def fit_default_boxes(run: RunConfig, train_set: Any, dist_info: DistInfo) -> No
     """With ``model.prior_fit`` auto or force, fit the default boxes to the training boxes (on the main process,
     shared with the others) and write them into the run's model section, which the checkpoints and
     ``config.yaml`` keep; ``prior_fit`` becomes off, so that a resume uses the same boxes without fitting again."""
-    mode = run.model.get("prior_fit", "off")
+    mode = prior_fit_mode(run.model.get("prior_fit", "off"))
     if mode == "off":
         return
     if mode == "auto" and run.train.weights:
@@ -233,6 +233,11 @@ def build_training_data(run: RunConfig, data_cfg: Any, train_set: Any, model: SS
     if cfg.val_split in data_cfg.splits:
         transform = EvalTransform(model.config.input_size)
         val_set = build_dataset(data_cfg, cfg.val_split, transform=transform, skip_bad=True)
+        if list(val_set.class_names) != list(train_set.class_names):
+            raise SSDError(
+                f"{data_cfg.source}: split {cfg.val_split!r} has the classes {val_set.class_names[1:]} but "
+                f"{cfg.train_split!r} has {train_set.class_names[1:]}: give names: in the data YAML"
+            )
         val_loader = build_loader(val_set, per_process, shuffle=False, **loader_args)
     return TrainingData(train_loader, augmented, val_loader, list(train_set.class_names))
 
