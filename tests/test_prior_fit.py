@@ -72,3 +72,18 @@ def test_fitted_values_rebuild_the_same_default_boxes_through_a_checkpoint_and_o
     from ssd.export import export_onnx
 
     export_onnx(loaded.eval(), tmp_path / "fitted.onnx", verify=True)  # ONNX Runtime's detections = PyTorch's
+
+
+def test_on_voc_like_boxes_the_papers_ssd300_boxes_stay_about_as_good():
+    """Boxes with VOC's statistics (scale log-normal about 0.3 of the side, aspect log-normal about 1): the paper's
+    boxes cover nearly all of them already, and the fit may not do worse."""
+    model = ssd.build_model("ssd300_vgg16", 21)
+    g = torch.Generator().manual_seed(4)
+    n = 200
+    s = torch.exp(torch.randn(n, generator=g) * 0.6 + torch.log(torch.tensor(0.3))).clamp(0.03, 0.95)
+    a = torch.exp(torch.randn(n, generator=g) * 0.5)
+    w, h = (s * a.sqrt()).clamp(max=0.99), (s / a.sqrt()).clamp(max=0.99)
+    cx, cy = torch.rand(n, generator=g) * (1 - w) + w / 2, torch.rand(n, generator=g) * (1 - h) + h / 2
+    boxes = torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], dim=1)
+    fit = fit_priors(boxes, model.config, model.feature_sizes)
+    assert fit.before.share_iou50 > 0.95 and fit.after.key() >= fit.before.key()
