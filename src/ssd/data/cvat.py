@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import DataError
 from .dataset import DetectionDataset, ImageAnnotation, Problem, check_boxes
-from .layouts import resolve_split_path
+from .layouts import split_path_or_mapping
 
 
 class CvatDataset(DetectionDataset):
@@ -124,13 +124,9 @@ def _box_problem(shape: ET.Element, label: str, label_of: dict[str, int]) -> str
 def cvat_split_files(root: Path, spec: Any, source: str, split: str) -> tuple[Path, Path]:
     """``(image folder, annotations XML)`` of a CVAT split: the XML file (its images in an ``images`` folder beside
     it, as CVAT's export zip holds them, or beside it), or ``{images, annotations}``."""
-    if isinstance(spec, dict):
-        if sorted(spec) != ["annotations", "images"]:
-            raise DataError(source, f"split {split!r}: a cvat split is an .xml file or {{images, annotations}}")
-        return root / str(spec["images"]), root / str(spec["annotations"])
-    if not isinstance(spec, str):
-        raise DataError(source, f"split {split!r}: expected the path of a CVAT .xml file or {{images, annotations}}")
-    xml_path = resolve_split_path(root, spec)
+    xml_path = split_path_or_mapping(root, spec, source, split, "cvat")
+    if isinstance(xml_path, tuple):
+        return xml_path
     if xml_path.is_dir():  # the unpacked export: annotations.xml and images/
         xml_path = xml_path / "annotations.xml"
     images = xml_path.parent / "images"

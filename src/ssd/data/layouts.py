@@ -116,16 +116,24 @@ def yolo_labels_folder(images_folder: Path) -> Path:
     return Path(*parts[:k], "labels", *parts[k + 1 :])
 
 
+def split_path_or_mapping(root: Path, spec: Any, source: str, split: str, fmt: str) -> Path | tuple[Path, Path]:
+    """A split given as ``{images, annotations}`` (``(image folder, annotation file)``) or as one path (resolved);
+    DataError naming the split for anything else."""
+    if isinstance(spec, dict):
+        if sorted(spec) != ["annotations", "images"]:
+            raise DataError(source, f"split {split!r}: a {fmt} split is {{images: <folder>, annotations: <file>}}")
+        return root / str(spec["images"]), root / str(spec["annotations"])
+    if not isinstance(spec, str):
+        raise DataError(source, f"split {split!r}: expected a path or {{images: <folder>, annotations: <file>}}")
+    return resolve_split_path(root, spec)
+
+
 def coco_split_files(root: Path, spec: Any, source: str, split: str) -> tuple[Path, Path]:
     """``(image folder, instances JSON)`` of a COCO split: ``{images, annotations}``, an instances file (images
     beside it), or a folder holding ``_annotations.coco.json`` (Roboflow) or one instances file."""
-    if isinstance(spec, dict):
-        if sorted(spec) != ["annotations", "images"]:
-            raise DataError(source, f"split {split!r}: a coco split is {{images: <folder>, annotations: <JSON file>}}")
-        return root / str(spec["images"]), root / str(spec["annotations"])
-    if not isinstance(spec, str):
-        raise DataError(source, f"split {split!r}: expected a folder, an instances .json or {{images, annotations}}")
-    path = resolve_split_path(root, spec)
+    path = split_path_or_mapping(root, spec, source, split, "coco")
+    if isinstance(path, tuple):
+        return path
     if path.is_file():
         return path.parent, path
     if (path / ROBOFLOW_COCO_FILE).is_file():
