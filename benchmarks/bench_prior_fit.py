@@ -41,17 +41,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--iterations", type=int, default=1500)
     parser.add_argument("--train-images", type=int, default=4000)
+    parser.add_argument("--seed", type=int, default=0, help="train.seed of every run")
+    parser.add_argument("--sets", nargs="+", default=list(SETS), choices=list(SETS), help="which data sets")
     parser.add_argument("--out", help="also write the table to this markdown file")
     args = parser.parse_args()
     lines = ["| data | coverage: config | fitted | VOC07 mAP: config | fitted |", "|---|---|---|---|---|"]
     with tempfile.TemporaryDirectory() as work:
-        for name, variant in SETS.items():
+        for name in args.sets:
+            variant = SETS[name]
             data_dir = Path(work) / name.split()[0]
             shapes = {"num_train": args.train_images, "num_val": 0, "num_test": 300, "image_size": 192, **variant}
             scores = {}
             for fit in ("off", "auto"):
                 overrides = [f"train.iterations={args.iterations}", "train.max_minutes=600", "train.eval_interval=0",
-                             f"model.prior_fit={fit}"]  # fmt: skip
+                             f"train.seed={args.seed}", f"model.prior_fit={fit}"]  # fmt: skip
                 summary = run_demo(data_dir, Path(work) / f"run_{fit}", overrides=overrides, progress=False,
                                    shapes=shapes)  # fmt: skip
                 scores[fit] = summary["voc07_map"]
@@ -62,7 +65,7 @@ def main() -> None:
     print(text)
     if args.out:
         Path(args.out).write_text(text)
-    print(json.dumps({"iterations": args.iterations, "train_images": args.train_images}))
+    print(json.dumps({"iterations": args.iterations, "train_images": args.train_images, "seed": args.seed}))
 
 
 if __name__ == "__main__":

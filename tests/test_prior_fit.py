@@ -87,3 +87,14 @@ def test_on_voc_like_boxes_the_papers_ssd300_boxes_stay_about_as_good():
     boxes = torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], dim=1)
     fit = fit_priors(boxes, model.config, model.feature_sizes)
     assert fit.before.share_iou50 > 0.95 and fit.after.key() >= fit.before.key()
+
+
+def test_no_map_gets_default_boxes_smaller_than_its_cells(tiny):
+    from ssd.prior_fit import cell_sizes
+
+    boxes = random_boxes(500, scale=(0.03, 0.1), aspect=(0.5, 2.0), seed=5)  # objects of 3-10 px in 96
+    fit = fit_priors(boxes, tiny.config, tiny.feature_sizes)
+    cells = cell_sizes(tiny.config, tiny.feature_sizes)
+    assert [round(c * 96) for c in cells] == [8, 16, 32, 48]
+    assert all(size >= cell - 1e-6 for size, cell in zip(fit.spec.min_sizes, cells)), fit.spec.min_sizes
+    assert fit.after.key() >= fit.before.key()

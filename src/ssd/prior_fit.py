@@ -5,8 +5,8 @@ network, and any weights it has, are unchanged).
 The objective is the share of boxes whose best default box reaches IoU 0.5 (what the paper's matching learns
 from), then the mean best IoU. The search is plain and deterministic: sizes start at the quantiles of the box
 scales, map by map from fine to coarse, and ratios at the quantiles of the aspect ratios of each map's boxes;
-a coordinate search then scales one value at a time while the objective improves and no map stops being the
-best map for some of the boxes. The model's own boxes are a second starting point, and the result is never worse
+a coordinate search then scales one value at a time while the objective improves, no map stops being the best
+map for some of the boxes, and no map gets boxes smaller than its cells. The model's own boxes are a second starting point, and the result is never worse
 than them on the boxes given.
 """
 
@@ -130,15 +130,22 @@ def fit_priors(boxes_xyxy: Tensor, config: ModelConfig, feature_sizes: Sequence[
     sample = _sample(boxes_xyxy, seed)
     scorer = _Scorer(sample, config, feature_sizes)
     own = PriorSpec.of(config)
-    starts = [own, quantile_start(sample, own, own_sizes=True), quantile_start(sample, own)]
-    fitted = max(
-        (_coordinate_search(scorer, s, config.input_size) for s in starts), key=lambda s: scorer.score(s).key()
-    )
+    floors = cell_sizes(config, feature_sizes)
+    starts = [own, quantile_start(sample, own, own_sizes=True), quantile_start(sample, own, floors=floors)]
+    searched = (_coordinate_search(scorer, s, config.input_size, floors) for s in starts)
+    fitted = max(searched, key=lambda s: scorer.score(s).key())
     full = _Scorer(boxes_xyxy, config, feature_sizes) if len(sample) < len(boxes_xyxy) else scorer
     before, after = full.score(own), full.score(fitted)
     if after.key() < before.key():  # the sample misled the search: the model's own boxes stay
         fitted, after = own, before
     return PriorFit(fitted, before, after)
+
+
+def cell_sizes(config: ModelConfig, feature_sizes: Sequence[int]) -> list[float]:
+    """Each map's cell side (its stride) as a fraction of the input: the smallest default box it is given, since
+    a map whose cells are coarser than an object cannot place it, however well a box would fit where it lies."""
+    steps = config.steps or [config.input_size / size for size in feature_sizes]
+    return [step / config.input_size for step in steps]
 
 
 def _sample(boxes: Tensor, seed: int) -> Tensor:
@@ -148,10 +155,12 @@ def _sample(boxes: Tensor, seed: int) -> Tensor:
     return boxes[torch.randperm(len(boxes), generator=generator)[:MAX_FIT_BOXES]]
 
 
-def quantile_start(boxes_xyxy: Tensor, like: PriorSpec, own_sizes: bool = False) -> PriorSpec:
+def quantile_start(
+    boxes_xyxy: Tensor, like: PriorSpec, own_sizes: bool = False, floors: Sequence[float] | None = None
+) -> PriorSpec:
     """Sizes at the quantiles of the box scales ``sqrt(w h)``, one band per map from fine to coarse (or, with
-    ``own_sizes``, the bands of ``like``'s sizes); each map's ratios at the quantiles of ``max(w/h, h/w)`` of the
-    boxes in its band, as many per map as ``like`` has."""
+    ``own_sizes``, the bands of ``like``'s sizes), none below its ``floors``; each map's ratios at the quantiles of
+    ``max(w/h, h/w)`` of the boxes in its band, as many per map as ``like`` has."""
     wh = (boxes_xyxy[:, 2:] - boxes_xyxy[:, :2]).double().clamp(min=1e-6)
     scale = (wh[:, 0] * wh[:, 1]).sqrt()
     stretch = torch.maximum(wh[:, 0] / wh[:, 1], wh[:, 1] / wh[:, 0])
@@ -160,7 +169,9 @@ def quantile_start(boxes_xyxy: Tensor, like: PriorSpec, own_sizes: bool = False)
         mins, maxs = list(like.min_sizes), list(like.max_sizes)
     else:
         edges = torch.quantile(scale, torch.linspace(0.02, 0.98, k + 1, dtype=torch.float64)).tolist()
-        mins, maxs = edges[:-1], edges[1:]
+        lows = floors or [0.0] * k
+        mins = [max(e, low) for e, low in zip(edges[:-1], lows)]
+        maxs = [max(e, low) for e, low in zip(edges[1:], mins)]
     ratios = []
     for m in range(k):
         band = (scale >= mins[m]) & (scale <= maxs[m])
@@ -186,14 +197,15 @@ def _spread_ratios(stretch: Tensor, count: int) -> tuple[float, ...]:
     return tuple(ratios)
 
 
-def _coordinate_search(scorer: _Scorer, spec: PriorSpec, input_size: int) -> PriorSpec:
+def _coordinate_search(scorer: _Scorer, spec: PriorSpec, input_size: int, floors: Sequence[float]) -> PriorSpec:
     """Scale one value at a time by each of ``FACTORS``, keeping a change that raises the score and leaves every
-    responsible map responsible; rounds until none helps (at most ``ROUNDS``)."""
+    responsible map responsible, with no min size below its map's floor; rounds until none helps (at most
+    ``ROUNDS``)."""
     spec = spec.rounded(input_size)
     best = scorer.score(spec)
     for _ in range(ROUNDS):
         improved = False
-        for candidate_of in _moves(spec):
+        for candidate_of in _moves(spec, floors):
             for factor in FACTORS:
                 candidate = candidate_of(factor)
                 if candidate is None:
@@ -213,20 +225,20 @@ def _keeps_maps(before: FitScore, after: FitScore) -> bool:
     )
 
 
-def _moves(spec: PriorSpec):
+def _moves(spec: PriorSpec, floors: Sequence[float]):
     """Functions ``factor -> changed spec or None``: each map's min size, max size and each of its ratios."""
     k = len(spec.min_sizes)
     for m in range(k):
-        yield lambda f, m=m: _set_size(spec, m, "min", spec.min_sizes[m] * f)
-        yield lambda f, m=m: _set_size(spec, m, "max", spec.max_sizes[m] * f)
+        yield lambda f, m=m: _set_size(spec, m, "min", spec.min_sizes[m] * f, floors[m])
+        yield lambda f, m=m: _set_size(spec, m, "max", spec.max_sizes[m] * f, floors[m])
         for j in range(len(spec.aspect_ratios[m])):
             yield lambda f, m=m, j=j: _set_ratio(spec, m, j, math.exp(math.log(spec.aspect_ratios[m][j]) * f))
 
 
-def _set_size(spec: PriorSpec, m: int, which: str, value: float) -> PriorSpec | None:
+def _set_size(spec: PriorSpec, m: int, which: str, value: float, floor: float) -> PriorSpec | None:
     mins, maxs = list(spec.min_sizes), list(spec.max_sizes)
     (mins if which == "min" else maxs)[m] = value
-    if not 0.0 < mins[m] <= maxs[m] <= 1.5:
+    if not (0.0 < mins[m] <= maxs[m] <= 1.5 and (which == "max" or mins[m] >= floor - 1e-9)):
         return None
     return replace(spec, min_sizes=tuple(mins), max_sizes=tuple(maxs))
 
