@@ -135,6 +135,15 @@ def test_a_failing_model_and_a_full_queue_answer_500_and_503_in_json(checkpoint,
         assert busy.status_code == 503 and busy.headers["Retry-After"] == "1"
         assert busy.json() == {"error": "256 images are waiting for the model already", "status": 503}
 
+    release = threading.Event()
+    slow = Predictor(checkpoint)
+    real = slow.detect
+    slow.detect = lambda batch, keep=None: release.wait(timeout=30) and real(batch, keep)
+    with TestClient(create_app(slow, ServeSettings(model_name="tiny.pt", timeout_s=0.2))) as client:
+        late = client.post("/v1/detect", content=png)  # the settings reach the batcher: --timeout is honoured
+        release.set()
+    assert late.status_code == 503 and late.json()["error"] == "no result within 0.2 s: the server is overloaded"
+
 
 def test_the_api_key_guards_every_v1_route_and_cors_is_off_unless_asked(checkpoint, images):
     with client_for(checkpoint, api_key="s3cret") as client:

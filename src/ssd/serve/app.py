@@ -48,7 +48,11 @@ def create_app(predictor: Predictor, settings: ServeSettings) -> FastAPI:
     """The FastAPI application serving ``predictor``: the ``/v1`` API, the page at ``/`` and its files."""
     everything = DetectionFilter.of(predictor.class_names)
     batcher = DynamicBatcher(
-        lambda images: predictor.detect(images, everything), settings.max_batch, settings.max_wait_ms
+        lambda images: predictor.detect(images, everything),
+        settings.max_batch,
+        settings.max_wait_ms,
+        settings.max_queue,
+        settings.timeout_s,
     )
 
     @asynccontextmanager
