@@ -34,39 +34,40 @@ def build_dataset(
     ``keep_difficult=False`` drops VOC's difficult objects (evaluation keeps them); ``skip_bad`` leaves out
     unusable images with a warning instead of raising DataError.
     """
-    dataset = _build(data_config, split, transform, dict(keep_difficult=keep_difficult, skip_bad=skip_bad))
-    if (
-        data_config.names is None
-        and data_config.format in ("voc", "cvat", "labelme")
-        and dataset.names_source.startswith("names:")
-    ):
-        dataset.names_source = "the classes the annotations name, sorted; the data YAML gives no names"
-    return dataset
-
-
-def _build(data_config: DataConfig, split: str, transform: Any, options: dict[str, Any]) -> DetectionDataset:
     spec = data_config.split(split)
     root, fmt, names, source = data_config.path, data_config.format, data_config.names, data_config.source
+    options: dict[str, Any] = dict(keep_difficult=keep_difficult, skip_bad=skip_bad)
     if fmt == "coco":
         images, annotations = coco_split_files(root, spec, source, split)
         return CocoDataset(images, annotations, names, transform, **options)
     if fmt == "cvat":
         images, annotations = cvat_split_files(root, spec, source, split)
-        every_file = [cvat_split_files(root, s, source, n)[1] for n, s in data_config.splits.items()]
-        return CvatDataset(annotations, images, names or cvat_label_names(every_file), transform, **options)
+        if names is None:
+            names = cvat_label_names([cvat_split_files(root, s, source, n)[1] for n, s in data_config.splits.items()])
+        return _named(CvatDataset(annotations, images, names, transform, **options), data_config)
     parts = [spec] if isinstance(spec, str) else spec
     if not isinstance(parts, list) or not parts or not all(isinstance(p, str) for p in parts):
         example = {"voc": "VOC2007/trainval", "yolo": "images/train", "labelme": "labelled/train"}[fmt]
         raise DataError(source, f"split {split!r}: expected a path such as {example!r} or a list of them")
     if fmt == "voc":
-        return VOCDataset(root, parts, names or voc_names(root, _all_parts(data_config)), transform, **options)
+        found = None if names is not None else voc_names(root, _all_parts(data_config))
+        dataset = VOCDataset(root, parts, names or found, transform, **options)
+        return _named(dataset, data_config) if found is not None else dataset
     if fmt == "labelme":
-        every_folder = [resolve_split_path(root, p) for p in _all_parts(data_config)]
+        if names is None:
+            names = labelme_label_names([resolve_split_path(root, p) for p in _all_parts(data_config)])
         folders = [resolve_split_path(root, p) for p in parts]
-        return LabelMeDataset(folders, names or labelme_label_names(every_folder), transform, **options)
+        return _named(LabelMeDataset(folders, names, transform, **options), data_config)
     if names is None:
         raise DataError(source, "a yolo dataset needs 'names' (its label files hold class numbers only)")
     return YoloDataset([resolve_split_path(root, p) for p in parts], names, transform, **options)
+
+
+def _named(dataset: DetectionDataset, data_config: DataConfig) -> DetectionDataset:
+    """``dataset``, saying that its class names were read from the annotations when the data YAML gives none."""
+    if data_config.names is None:
+        dataset.names_source = "the classes the annotations name, sorted; the data YAML gives no names"
+    return dataset
 
 
 def _all_parts(data_config: DataConfig) -> list[str]:
