@@ -21,6 +21,7 @@ from torch.utils.data import Dataset
 
 from ..errors import DataError
 from ..images import read_image
+from .index import AnnotationIndex
 from .layouts import FORMATS, infer_format
 from .unreadable import UnreadableSamples
 
@@ -156,7 +157,7 @@ class DetectionDataset(Dataset):
 
     def __init__(
         self,
-        annotations: Sequence[ImageAnnotation],
+        annotations: Sequence[ImageAnnotation] | AnnotationIndex,
         class_names: Sequence[str],
         problems: Sequence[Problem] = (),
         transform: Callable[[Sample], Any] | None = None,
@@ -181,24 +182,24 @@ class DetectionDataset(Dataset):
         self._pack(annotations)
         self.unreadable = UnreadableSamples(len(self.paths))
 
-    def _pack(self, annotations: Sequence[ImageAnnotation]) -> None:
-        """Store all boxes in a few flat arrays (cheap to copy to worker processes) with per-image offsets."""
-        keep = [np.ones(len(a.labels), bool) if self.keep_difficult else ~a.difficult for a in annotations]
-        self.paths = [a.path for a in annotations]
-        self.image_ids = _unique_ids([a.image_id for a in annotations], self.paths)
-        self.annotation_paths = [a.annotation_path for a in annotations]
-        self._sizes = np.array([(a.height, a.width) for a in annotations], dtype=np.int64).reshape(-1, 2)
-        counts = [int(k.sum()) for k in keep]
-        self._starts = np.concatenate([[0], np.cumsum(counts, dtype=np.int64)])
-
-        def flat(name: str, dtype: Any, shape: tuple[int, ...]) -> np.ndarray:
-            parts = [np.asarray(getattr(a, name), dtype=dtype)[k] for a, k in zip(annotations, keep)]
-            return np.concatenate(parts).reshape(-1, *shape) if parts else np.zeros((0, *shape), dtype)
-
-        self._boxes = flat("boxes_xyxy", np.float32, (4,))
-        self._labels = flat("labels", np.int64, ())
-        self._difficult = flat("difficult", bool, ())
-        self._iscrowd = flat("iscrowd", bool, ())
+    def _pack(self, annotations: Sequence[ImageAnnotation] | AnnotationIndex) -> None:
+        """Hold the ground truth as an :class:`AnnotationIndex` (flat arrays, cheap to share with loader workers)."""
+        if not isinstance(annotations, AnnotationIndex):
+            ids = _unique_ids([a.image_id for a in annotations], [a.path for a in annotations])
+            annotations = AnnotationIndex.from_records(annotations, ids)
+        self.index = annotations
+        self.paths, self.image_ids = annotations.paths, annotations.image_ids
+        self.annotation_paths = annotations.annotation_paths
+        self._sizes, self._starts = annotations.sizes, annotations.starts
+        self._boxes, self._labels = annotations.boxes, annotations.labels
+        self._difficult, self._iscrowd = annotations.difficult, annotations.iscrowd
+        if not self.keep_difficult:
+            keep = ~annotations.difficult
+            image_of_row = np.repeat(np.arange(len(self._sizes)), np.diff(annotations.starts))
+            counts = np.bincount(image_of_row[keep], minlength=len(self._sizes))
+            self._starts = np.concatenate([[0], np.cumsum(counts, dtype=np.int64)])
+            self._boxes, self._labels = self._boxes[keep], self._labels[keep]
+            self._difficult, self._iscrowd = self._difficult[keep], self._iscrowd[keep]
 
     @property
     def num_classes(self) -> int:
