@@ -146,6 +146,7 @@ def write_index_file(path: Path, index: AnnotationIndex, fingerprint: str, meta:
     head = MAGIC + len(header).to_bytes(8, "little") + header
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, lambda f: f.write(head + bytes(-len(head) % ALIGN) + payload))
+    path.chmod(0o644)  # readable by every user of a shared dataset folder, as the annotations are
 
 
 def read_index_file(path: Path, fingerprint: str | None = None) -> tuple[AnnotationIndex, dict[str, Any]] | None:
