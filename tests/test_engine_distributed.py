@@ -2,6 +2,7 @@
 
 import json
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from ssd.engine.distributed import (
     cleanup,
     gather_to_main,
     init_distributed,
+    local_main_first,
     max_over_processes,
     select_device,
 )
@@ -77,6 +79,10 @@ def test_without_a_process_group_the_helpers_are_identities(monkeypatch, cpu_onl
     assert max_over_processes(info, 1.5, -2.0) == (1.5, -2.0)
     items, obj = [{"a": 1}, 2], {"key": [1, 2]}
     assert gather_to_main(items) is items and broadcast_object(obj) is obj
+    ran = []
+    with local_main_first(info):
+        ran.append(True)
+    assert ran == [True]
 
 
 def _worker(rank: int, world_size: int, port: int, out: str) -> None:
@@ -110,3 +116,63 @@ def test_helpers_in_a_two_process_gloo_group(tmp_path):
         assert result["max"] == [1.0, 10.0, -1.0]
         assert result["broadcast"] == {"from": 0, "values": [0, 0, 0]}
         assert result["gathered"] == ["r0a", "r0b", "r1a"]  # rank order, every rank's list whole
+
+
+def record(path: Path, event: str) -> None:
+    """Append one line to ``path`` in a single write (O_APPEND: lines of concurrent processes never mix)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    try:
+        os.write(fd, f"{event}\n".encode())
+    finally:
+        os.close(fd)
+
+
+def events(path: Path) -> list[str]:
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def _local_main_first_worker(rank: int, world_size: int, port: int, out: str, local_ranks: list[int]) -> None:
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world_size),
+        LOCAL_RANK=str(local_ranks[rank]),
+    )  # fmt: skip
+    torch.set_num_threads(1)
+    info = init_distributed("cpu")
+    log = Path(out) / "events.txt"
+    try:
+        with local_main_first(info):
+            record(log, f"start {rank}")
+            if rank == 0:  # the other process is free to start meanwhile, unless it waits for this one
+                deadline = time.monotonic() + (0.3 if local_ranks == [0, 1] else 60)
+                while "start 1" not in events(log) and time.monotonic() < deadline:
+                    time.sleep(0.02)
+            record(log, f"end {rank}")
+        after = max_over_processes(info, float(rank))  # one barrier each: the next collective still pairs up
+    finally:
+        cleanup()
+    (Path(out) / f"rank{rank}.json").write_text(json.dumps(after))
+
+
+@pytest.mark.parametrize(
+    ("local_ranks", "expected"),
+    [
+        ([0, 1], ["start 0", "end 0", "start 1", "end 1"]),  # one node: its first process runs the block first
+        ([0, 0], None),  # two nodes of one process each: both first on their node, neither waits for the other
+    ],
+)
+def test_local_main_first_runs_the_block_on_each_nodes_first_process_first(tmp_path, local_ranks, expected):
+    args = (2, free_port(), str(tmp_path), local_ranks)
+    context = mp.start_processes(_local_main_first_worker, args=args, nprocs=2, join=False, start_method="fork")
+    join_within(context, 120, "the two Gloo processes did not finish within 120 s")
+    order = events(tmp_path / "events.txt")
+    if expected is not None:
+        assert order == expected
+    else:
+        assert order.index("start 1") < order.index("end 0") and sorted(order) == [
+            "end 0",
+            "end 1",
+            "start 0",
+            "start 1",
+        ]
+    for rank in range(2):
+        assert json.loads((tmp_path / f"rank{rank}.json").read_text()) == [1.0]

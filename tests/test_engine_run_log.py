@@ -1,19 +1,45 @@
-"""Training logs: loss means over a window, metrics.csv rows, the history."""
+"""Training logs: loss means over a window, the first non-finite step, metrics.csv rows, the history."""
 
 import csv
+import math
 
 import pytest
+import torch
 
 from ssd.engine.run_log import LossWindow, append_metrics_csv
 from ssd.engine.state import new_history
 
 
+def losses(loc: float, conf: float) -> dict[str, torch.Tensor]:
+    return {"loc": torch.tensor(loc), "conf": torch.tensor(conf)}
+
+
 def test_loss_window_means_and_image_count():
     window = LossWindow()
-    window.add({"loc": 1.0, "conf": 3.0, "total": 4.0}, images=8)
-    window.add({"loc": 2.0, "conf": 5.0, "total": 7.0}, images=8)
+    window.add(1, losses(1.0, 3.0), lr=0.1, images=8)
+    window.add(2, losses(2.0, 5.0), lr=0.1, images=8)
     assert window.means() == {"loc": 1.5, "conf": 4.0, "total": 5.5}
+    assert window.steps == 2 and window.first_non_finite() is None
     assert window.images == 16 and window.images_per_second() > 0
+
+
+def test_loss_window_names_the_first_step_whose_loss_is_not_finite():
+    window = LossWindow()
+    window.add(11, losses(1.0, 2.0), lr=0.25, images=4)
+    window.add(12, losses(0.5, math.inf), lr=0.5, images=4)
+    window.add(13, losses(math.nan, math.nan), lr=0.75, images=4)
+    assert window.first_non_finite() == (12, {"loc": 0.5, "conf": math.inf, "total": math.inf}, 0.5)
+
+
+def test_adding_a_step_reads_nothing_from_the_device(monkeypatch):
+    """The window keeps the loss tensors as they are: a read on CUDA would wait for the step to finish."""
+    window = LossWindow()
+    with monkeypatch.context() as patched:
+        for name in ("__float__", "__bool__", "item", "tolist"):
+            patched.setattr(torch.Tensor, name, lambda *args: pytest.fail("a loss was read"))
+        window.add(1, losses(1.0, 2.0), lr=0.1, images=1)
+        window.add(2, losses(3.0, 4.0), lr=0.1, images=1)
+    assert window.values() == [{"loc": 1.0, "conf": 2.0, "total": 3.0}, {"loc": 3.0, "conf": 4.0, "total": 7.0}]
 
 
 def test_metrics_csv_has_a_header_once_and_the_last_losses(tmp_path):

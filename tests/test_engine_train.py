@@ -3,8 +3,10 @@
 import json
 import logging
 import os
+import random
 import shutil
 import signal
+from itertools import islice
 from pathlib import Path
 
 import pytest
@@ -29,8 +31,11 @@ from ssd.data import build_dataset, load_data_config
 from ssd.data.shapes import generate_shapes
 from ssd.data.transforms import AugmentedDataset, EvalTransform
 from ssd.engine import train as train_module
+from ssd.engine.distributed import DistInfo
 from ssd.engine.evaluate import run_evaluation
-from ssd.engine.train import train
+from ssd.engine.run_log import LOG_INTERVAL
+from ssd.engine.state import TrainState
+from ssd.engine.train import SYNC_INTERVAL, train
 from ssd.errors import SSDError
 
 
@@ -146,6 +151,87 @@ def test_non_finite_loss_stops_with_a_message(shapes_yaml, tmp_path):
     run = tiny_run(shapes_yaml, lr=1e12, warmup_iters=0, iterations=20)
     with pytest.raises(SSDError, match=r"not finite at iteration \d+.*learning rate"):
         train(run, project=tmp_path, name="nan", progress=False)
+
+
+def reference_weights(run) -> dict[str, torch.Tensor]:
+    """The weights after ``run.train.iterations`` steps of a plain loop (forward, loss sum, backward, update,
+    schedule step), set up from the same seed, data, model and optimizer as ``train``."""
+    cfg, info = run.train, DistInfo()
+    torch.manual_seed(cfg.seed)
+    random.seed(cfg.seed)
+    data_cfg = load_data_config(run.data)
+    train_set = build_dataset(data_cfg, cfg.train_split, keep_difficult=cfg.keep_difficult, skip_bad=cfg.skip_bad)
+    model = train_module.build_training_model(run, train_set.class_names, info)
+    data = train_module.build_training_data(run, data_cfg, train_set, model, info)
+    state = TrainState.create(run, model, info.device)
+    model.train()
+    for images, targets in islice(train_module.batches(data.train, 0), cfg.iterations):
+        losses = model(images, [{k: t[k] for k in ("boxes", "labels")} for t in targets])
+        state.optimizer.zero_grad(set_to_none=True)
+        (losses["loc"] + losses["conf"]).backward()
+        state.optimizer.step()
+        state.scheduler.step()
+    return model.state_dict()
+
+
+def test_the_loop_trains_the_weights_of_a_plain_loop(shapes_yaml, tmp_path):
+    """14 steps over 2 epochs, through a log read, a checkpoint, the learning-rate warm-up and a milestone."""
+    run = tiny_run(shapes_yaml, iterations=14, checkpoint_interval=5, milestones=[9])
+    result = train(run, project=tmp_path, name="loop", progress=False)
+    got = torch.load(result.run_dir / "last.pt", weights_only=True)["model"]
+    expected = reference_weights(tiny_run(shapes_yaml, iterations=14, checkpoint_interval=5, milestones=[9]))
+    initial = ssd.build_model("ssd300_vgg16", 7, **TINY_96).state_dict()
+    assert (expected["net.head.conf.0.weight"] - initial["net.head.conf.0.weight"]).abs().max() > 1e-3
+    for key, value in expected.items():
+        torch.testing.assert_close(got[key], value, rtol=0, atol=0, msg=key)
+
+
+def test_a_training_step_reads_no_loss_value_to_the_host(shapes_yaml, tmp_path, monkeypatch):
+    """A read (float, item, tolist) would make the host wait for the GPU at every step."""
+    reads = []
+    real_step = train_module.train_step
+
+    def watched_step(*args, **kwargs):
+        with monkeypatch.context() as patched:
+            for name in ("__float__", "item", "tolist"):
+                real = getattr(torch.Tensor, name)
+                patched.setattr(torch.Tensor, name, lambda t, *a, _n=name, _r=real: reads.append(_n) or _r(t, *a))
+            return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "train_step", watched_step)
+    assert train(tiny_run(shapes_yaml, iterations=3), project=tmp_path, name="r", progress=False).iterations == 3
+    assert reads == []
+
+
+def poison_batch(monkeypatch: pytest.MonkeyPatch, iteration: int) -> None:
+    """Make the images of training step ``iteration`` infinite, so that its loss is not finite."""
+    real_batches = train_module.batches
+
+    def poisoned(loader, first_iteration):
+        for k, (images, targets) in enumerate(real_batches(loader, first_iteration), first_iteration + 1):
+            yield ([torch.full_like(img, float("inf")) for img in images] if k == iteration else images), targets
+
+    monkeypatch.setattr(train_module, "batches", poisoned)
+
+
+@pytest.mark.parametrize("checkpoint_interval", [5, 8])
+def test_a_non_finite_loss_between_reads_stops_the_run_naming_its_iteration(
+    shapes_yaml, tmp_path, monkeypatch, checkpoint_interval
+):
+    """Step 7's loss is read at the checkpoint of step 8 (nothing saved) or at the log line of step 10 (last.pt
+    stays the finite one of step 5): either way the message names step 7 and its learning rate (after the
+    milestone at 4), not those of the step that read it."""
+    assert LOG_INTERVAL == 10  # the steps here are chosen for it
+    poison_batch(monkeypatch, 7)
+    run = tiny_run(shapes_yaml, iterations=12, checkpoint_interval=checkpoint_interval)
+    with pytest.raises(SSDError, match=r"not finite at iteration 7 \(loc=nan, conf=nan, total=nan, lr=0.0001\)"):
+        train(run, project=tmp_path, name="nan", progress=False)
+    last = tmp_path / "nan" / "last.pt"
+    if checkpoint_interval == 8:
+        assert not last.exists()
+    else:
+        saved = torch.load(last, weights_only=True)
+        assert saved["iteration"] == 5 and all(v.isfinite().all() for v in saved["model"].values())
 
 
 def batch_norm_run(data, **train_overrides):
@@ -287,17 +373,29 @@ def _timed_ddp_worker(rank: int, world_size: int, port: int, data: str, project:
     torch.set_num_threads(1)
     run = tiny_run(data, iterations=100_000, batch_size=8, base_batch_size=8, schedule="wsd", max_minutes=0.03,
                    schedule_by_time=True)  # fmt: skip
+    agreements = []
+    real_max = train_module.max_over_processes
+
+    def counted_max(*args):
+        agreements.append(1)
+        return real_max(*args)
+
+    train_module.max_over_processes = counted_max  # this spawned process's own module
     result = train(run, project=project, name="timed_ddp", device="cpu", progress=False)
-    (Path(project) / f"rank{rank}.txt").write_text(str(result.iterations))
+    (Path(project) / f"rank{rank}.txt").write_text(f"{result.iterations} {len(agreements)}")
 
 
 def test_gloo_processes_agree_on_the_clock_of_a_time_driven_run(shapes_yaml, tmp_path):
-    """Each process's clock differs; the training time is a maximum over processes, so they stop at the same
-    iteration (a disagreement would leave one waiting in an all-reduce: the join below would time out)."""
+    """Each process's clock differs; the training time is a maximum over processes, agreed every SYNC_INTERVAL
+    steps, so they stop at the same iteration, one where they agreed (a disagreement would leave one waiting in an
+    all-reduce: the join below would time out)."""
     context = mp.spawn(_timed_ddp_worker, args=(2, free_port(), shapes_yaml, str(tmp_path)), nprocs=2, join=False)
     join_within(context, 240, "the processes did not finish together", poll=5.0)
     stops = {(tmp_path / f"rank{r}.txt").read_text() for r in range(2)}
-    assert len(stops) == 1 and 1 <= int(stops.pop()) < 100_000
+    assert len(stops) == 1
+    iterations, agreements = map(int, stops.pop().split())
+    assert 1 <= iterations < 100_000 and iterations % SYNC_INTERVAL == 0
+    assert agreements == iterations // SYNC_INTERVAL
     state = torch.load(tmp_path / "timed_ddp" / "last.pt", weights_only=False)
     assert state["train_seconds"] > 0.03 * 60
     assert all(group["lr"] == 0.0 for group in state["optimizer"]["param_groups"])

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,6 +72,23 @@ def cleanup() -> None:
 def barrier() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
+
+
+@contextmanager
+def local_main_first(info: DistInfo) -> Iterator[None]:
+    """Run the block on each node's first process (``LOCAL_RANK`` 0) before the node's others, which wait at a
+    barrier: the first can write a cache (e.g. an annotation index) that the others then read.
+
+    Every process passes the barrier once, also when the first one's block raises (the others then run theirs and
+    meet the same error instead of waiting). Without a process group the block just runs.
+    """
+    if info.local_rank != 0:
+        barrier()
+    try:
+        yield
+    finally:
+        if info.local_rank == 0:
+            barrier()
 
 
 def gather_to_main(items: list[Any]) -> list[Any]:

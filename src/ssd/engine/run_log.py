@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import time
 from pathlib import Path
 
+import torch
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
@@ -19,22 +21,46 @@ REPLACED_SAMPLES_FILE = "replaced_samples.json"
 
 
 class LossWindow:
-    """Loss sums and images seen since the last log line, for means and images per second."""
+    """The losses of the steps since the last log line, kept on their device until read, so that a training step
+    never waits for the device; the images seen, for images per second."""
 
     def __init__(self) -> None:
-        self.sums: dict[str, float] = {}
-        self.steps = 0
+        self.iterations: list[int] = []
+        self.lrs: list[float] = []
         self.images = 0
         self.start = time.perf_counter()
+        self._losses: list[torch.Tensor] = []  # per step: Tensor[2] (loc, conf), detached, on the device
+        self._read: list[dict[str, float]] | None = None
 
-    def add(self, losses: dict[str, float], images: int) -> None:
-        for name, value in losses.items():
-            self.sums[name] = self.sums.get(name, 0.0) + value
-        self.steps += 1
+    @property
+    def steps(self) -> int:
+        return len(self._losses)
+
+    def add(self, iteration: int, losses: dict[str, torch.Tensor], lr: float, images: int) -> None:
+        """Keep the ``loc`` and ``conf`` losses of step ``iteration`` (trained at ``lr``) without reading them."""
+        self._losses.append(torch.stack([losses["loc"].detach(), losses["conf"].detach()]))
+        self.iterations.append(iteration)
+        self.lrs.append(lr)
         self.images += images
+        self._read = None
+
+    def values(self) -> list[dict[str, float]]:
+        """Each step's ``loc``, ``conf`` and ``total`` as floats; reads the device once (a host-device sync)."""
+        if self._read is None:
+            rows = torch.stack(self._losses).tolist() if self._losses else []
+            self._read = [{"loc": loc, "conf": conf, "total": loc + conf} for loc, conf in rows]
+        return self._read
 
     def means(self) -> dict[str, float]:
-        return {name: value / self.steps for name, value in self.sums.items()}
+        steps = self.values()
+        return {name: sum(step[name] for step in steps) / len(steps) for name in ("loc", "conf", "total")}
+
+    def first_non_finite(self) -> tuple[int, dict[str, float], float] | None:
+        """The iteration, losses and learning rate of the window's first step whose loss is not finite, if any."""
+        for iteration, lr, step in zip(self.iterations, self.lrs, self.values()):
+            if not math.isfinite(step["total"]):
+                return iteration, step, lr
+        return None
 
     def images_per_second(self) -> float:
         return self.images / max(time.perf_counter() - self.start, 1e-9)

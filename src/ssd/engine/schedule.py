@@ -116,7 +116,8 @@ def lr_factor(iteration: int, cfg: TrainConfig, seconds: float = 0.0) -> float:
 class TrainingClock:
     """Seconds of training done, over all sessions of a run (a resumed run starts from the saved count).
 
-    The clock-driven schedules read it; the loop sets it after every step from the processes' maximum.
+    The clock-driven schedules read it; the loop sets it after every step in one process, and under torchrun to
+    the processes' maximum every few steps (the same value on every process in between).
     """
 
     def __init__(self, seconds: float = 0.0) -> None:

@@ -1,14 +1,15 @@
 """The training loop: one process, one GPU or many processes under torchrun, read top to bottom in ``train``.
 
 Setup (run folder, data, model, optimizer), then ``train_step`` over the batches, with logging, evaluation and
-checkpoints as small functions beside it. Every process takes the same decisions (stop, learning rate) from
-values agreed over the processes, so none waits in a collective that the others left.
+checkpoints as small functions beside it. A step leaves its losses on the device; they are read (checked for a
+non-finite value) every ``LOG_INTERVAL`` steps and before anything is evaluated or saved. Every process takes the
+same decisions (stop, learning rate) from values agreed over the processes every ``SYNC_INTERVAL`` steps, so none
+waits in a collective that the others left.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import random
 import time
 from contextlib import nullcontext
@@ -41,6 +42,7 @@ from .distributed import (
     cleanup,
     gather_to_main,
     init_distributed,
+    local_main_first,
     max_over_processes,
 )
 from .evaluate import evaluate_detections, predict_dataset
@@ -51,6 +53,8 @@ from .signals import StopSignal
 from .state import TrainState
 
 log = logging.getLogger(__name__)
+
+SYNC_INTERVAL = 10  # steps between the processes' agreements on the stop signal and the clock (under torchrun)
 
 
 @dataclass
@@ -89,9 +93,10 @@ def train(
         torch.manual_seed(run.train.seed)
         random.seed(run.train.seed)
         data_cfg = load_data_config(run.data)
-        train_set = build_dataset(
-            data_cfg, run.train.train_split, keep_difficult=run.train.keep_difficult, skip_bad=run.train.skip_bad
-        )
+        with local_main_first(dist_info):  # a node's first process reads the split (and caches it) before the others
+            train_set = build_dataset(
+                data_cfg, run.train.train_split, keep_difficult=run.train.keep_difficult, skip_bad=run.train.skip_bad
+            )
         if saved is None:
             fit_default_boxes(run, train_set, dist_info)
         model = build_training_model(run, train_set.class_names, dist_info)
@@ -232,7 +237,8 @@ def build_training_data(run: RunConfig, data_cfg: Any, train_set: Any, model: SS
     val_loader = None
     if cfg.val_split in data_cfg.splits:
         transform = EvalTransform(model.config.input_size)
-        val_set = build_dataset(data_cfg, cfg.val_split, transform=transform, skip_bad=True)
+        with local_main_first(dist_info):
+            val_set = build_dataset(data_cfg, cfg.val_split, transform=transform, skip_bad=True)
         if list(val_set.class_names) != list(train_set.class_names):
             raise SSDError(
                 f"{data_cfg.source}: split {cfg.val_split!r} has the classes {val_set.class_names[1:]} but "
@@ -299,17 +305,19 @@ def run_steps(
     start = time.perf_counter() - state.clock.seconds  # training time counts on across a resume
     window = LossWindow()
     for images, targets in batches(data.train, state.iteration):
+        lr = state.lr
         losses = train_step(state, net, images, targets, dist_info.device)
-        signalled, seconds = max_over_processes(dist_info, float(stop.requested), time.perf_counter() - start)
-        state.clock.seconds = seconds
+        window.add(state.iteration, losses, lr, len(images) * dist_info.world_size)
+        signalled = share_progress(state, stop, start, dist_info)
         state.scheduler.step()
-        window.add(losses, len(images) * dist_info.world_size)
         run_log.bar.update(1)
         if state.iteration % LOG_INTERVAL == 0 or state.iteration == cfg.iterations:
+            check_finite(window, cfg, dist_info)
             run_log.losses(state.iteration, window, state.lr, state.history)
-            run_log.bar.total = expected_iterations(state.iteration, seconds, cfg)  # the ETA follows the clock
+            run_log.bar.total = expected_iterations(state.iteration, state.clock.seconds, cfg)  # the ETA follows it
             window = LossWindow()
-        if signalled or out_of_time(seconds, cfg):
+        if signalled or out_of_time(state.clock.seconds, cfg):
+            check_finite(window, cfg, dist_info)  # last.pt is saved next
             if not signalled and dist_info.is_main:
                 tqdm.write(
                     f"stopping after {cfg.max_minutes} minutes (train.max_minutes) at iteration {state.iteration}"
@@ -317,7 +325,7 @@ def run_steps(
             return bool(signalled)
         if state.iteration >= cfg.iterations:
             return False
-        after_step(state, data, run_dir, run_log, dist_info, progress)
+        after_step(state, data, run_dir, run_log, window, dist_info, progress)
     return False
 
 
@@ -332,18 +340,15 @@ def batches(loader: DataLoader, first_iteration: int) -> Any:
 
 def train_step(
     state: TrainState, net: nn.Module, images: list[torch.Tensor], targets: list[dict], device: torch.device
-) -> dict[str, float]:
-    """Forward, loss, finite check, backward, update; returns the losses as floats (``loc``, ``conf``, ``total``)."""
+) -> dict[str, torch.Tensor]:
+    """Forward, loss, backward, update; returns the ``loc`` and ``conf`` losses as tensors on the device, unread,
+    so that the host queues the next step without waiting for this one (``check_finite`` reads them later)."""
     cfg = state.run.train
     images = [img.to(device, non_blocking=True) for img in images]
     targets = [{k: t[k].to(device, non_blocking=True) for k in ("boxes", "labels")} for t in targets]
     with autocast_context(device, cfg):
         losses = net(images, targets)
     total = losses["loc"] + losses["conf"]
-    values = {"loc": float(losses["loc"].detach()), "conf": float(losses["conf"].detach())}
-    values["total"] = values["loc"] + values["conf"]
-    if not math.isfinite(values["total"]):
-        raise SSDError(nan_message(state.iteration + 1, values, state.lr, cfg))
     state.optimizer.zero_grad(set_to_none=True)
     state.scaler.scale(total).backward()
     if cfg.grad_clip:
@@ -352,17 +357,55 @@ def train_step(
     state.scaler.step(state.optimizer)
     state.scaler.update()
     state.iteration += 1
-    return values
+    return {"loc": losses["loc"].detach(), "conf": losses["conf"].detach()}
+
+
+def share_progress(state: TrainState, stop: StopSignal, start: float, dist_info: DistInfo) -> bool:
+    """Set the training clock and say whether a stop signal ends the run, as every process takes them now.
+
+    One process reads its clock and signal after every step. Under torchrun the processes agree on them (their
+    maximum, one all-reduce) every ``SYNC_INTERVAL`` steps and at the last one; in between each keeps the last
+    agreed clock, so that the learning rate stays the same on every process, and none stops.
+    """
+    cfg = state.run.train
+    if dist_info.distributed and state.iteration % SYNC_INTERVAL and state.iteration < cfg.iterations:
+        return False
+    signalled, state.clock.seconds = max_over_processes(dist_info, float(stop.requested), time.perf_counter() - start)
+    return bool(signalled)
+
+
+def check_finite(window: LossWindow, cfg: TrainConfig, dist_info: DistInfo) -> None:
+    """Raise at the first non-finite loss of the window on any process (reads the losses from the device).
+
+    Under torchrun the processes share what they found (one all-gather), so that all of them stop together and
+    the main process saves nothing after a non-finite step on another.
+    """
+    if window.steps == 0:  # the same on every process: all skip the all-gather together
+        return
+    found = [bad for bad in gather_to_main([window.first_non_finite()]) if bad is not None]
+    if found:
+        iteration, losses, lr = min(found, key=lambda bad: bad[0])
+        raise SSDError(nan_message(iteration, losses, lr, cfg))
 
 
 def after_step(
-    state: TrainState, data: TrainingData, run_dir: Path, run_log: RunLog, dist_info: DistInfo, progress: bool
+    state: TrainState,
+    data: TrainingData,
+    run_dir: Path,
+    run_log: RunLog,
+    window: LossWindow,
+    dist_info: DistInfo,
+    progress: bool,
 ) -> None:
-    """The periodic evaluation and checkpoint of a run that goes on."""
+    """The periodic evaluation and checkpoint of a run that goes on, each after the losses are checked."""
     cfg = state.run.train
-    if cfg.eval_interval and state.iteration % cfg.eval_interval == 0:
+    evaluate_now = bool(cfg.eval_interval) and state.iteration % cfg.eval_interval == 0
+    save_now = state.iteration % cfg.checkpoint_interval == 0
+    if evaluate_now or save_now:
+        check_finite(window, cfg, dist_info)
+    if evaluate_now:
         evaluate_and_keep_best(state, data, run_dir, run_log, dist_info, progress)
-    if state.iteration % cfg.checkpoint_interval == 0:
+    if save_now:
         save_last(state, run_dir, dist_info)
 
 
