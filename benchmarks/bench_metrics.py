@@ -2,7 +2,11 @@
 
 Default: 5,000 images, 200 detections each (21 classes with background), 1-15 ground truths per image,
 half of the detections jittered copies of ground truths (so matching does real work), 10% difficult.
-Run: ``python benchmarks/bench_metrics.py [--images N] [--repeats R] [--coco-repeats R] [--metrics voc07 voc]``.
+COCO runs with each of ``--coco-backends`` (default: pycocotools and, when installed, faster-coco-eval), the runs of
+the backends interleaved; the first backend is the reference of the speed ratio and of the largest difference of
+the 12 summary stats.
+Run: ``python benchmarks/bench_metrics.py [--images N] [--repeats R] [--coco-repeats R] [--metrics voc07 voc]
+[--coco-backends pycocotools faster-coco-eval]``.
 """
 
 from __future__ import annotations
@@ -10,10 +14,13 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from collections.abc import Callable
+from functools import partial
 
 import torch
 
-from ssd.metrics import evaluate
+from ssd.metrics import STAT_NAMES, evaluate
+from ssd.metrics.coco import BACKENDS, coco_backend
 
 
 def make_split(
@@ -54,14 +61,21 @@ def make_split(
     return detections, targets
 
 
-def time_metric(detections: list, targets: list, metric: str, repeats: int) -> tuple[float, float]:
-    """Median seconds of ``evaluate(..., metric)`` over ``repeats`` runs, and the mAP it gave."""
-    times, result = [], {}
+def timed_runs(runs: dict[str, Callable[[], dict]], repeats: int) -> dict[str, tuple[float, float, dict]]:
+    """``{name: (median wall s, median CPU s, result)}`` of each run, the runs interleaved ``repeats`` times.
+
+    CPU seconds (the process's, all threads) are the steadier figure on a machine that other work shares.
+    """
+    wall: dict[str, list[float]] = {name: [] for name in runs}
+    cpu: dict[str, list[float]] = {name: [] for name in runs}
+    results: dict[str, dict] = {}
     for _ in range(repeats):
-        start = time.perf_counter()
-        result = evaluate(detections, targets, metric)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), result["map"]
+        for name, run in runs.items():
+            start, start_cpu = time.perf_counter(), time.process_time()
+            results[name] = run()
+            wall[name].append(time.perf_counter() - start)
+            cpu[name].append(time.process_time() - start_cpu)
+    return {name: (statistics.median(wall[name]), statistics.median(cpu[name]), results[name]) for name in runs}
 
 
 def main() -> None:
@@ -72,17 +86,31 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5, help="runs of each VOC metric")
     parser.add_argument("--coco-repeats", type=int, default=1, help="runs of COCO (pycocotools is slow)")
     parser.add_argument("--metrics", nargs="+", default=["voc07", "voc", "coco"], choices=["voc07", "voc", "coco"])
+    installed = ["pycocotools"] + (["faster-coco-eval"] if coco_backend("auto") == "faster-coco-eval" else [])
+    parser.add_argument("--coco-backends", nargs="+", default=installed, choices=BACKENDS, help="first = reference")
     args = parser.parse_args()
 
     detections, targets = make_split(args.images, args.dets, args.classes)
     num_dets = sum(len(d["scores"]) for d in detections)
     num_gt = sum(len(t["labels"]) for t in targets)
     print(f"{args.images} images, {num_dets} detections, {num_gt} ground truths, {args.classes} classes")
-    print(f"{'metric':<8} {'median s':>10} {'runs':>5} {'mAP':>8}")
+    print(f"{'metric':<22} {'median s':>10} {'CPU s':>8} {'runs':>5} {'mAP':>8}")
     for metric in args.metrics:
-        repeats = args.coco_repeats if metric == "coco" else args.repeats
-        seconds, value = time_metric(detections, targets, metric, repeats)
-        print(f"{metric:<8} {seconds:>10.3f} {repeats:>5} {value:>8.4f}")
+        if metric == "coco":
+            runs = {f"coco {b}": partial(evaluate, detections, targets, "coco", backend=b) for b in args.coco_backends}
+            repeats = args.coco_repeats
+        else:
+            runs, repeats = {metric: partial(evaluate, detections, targets, metric)}, args.repeats
+        timed = timed_runs(runs, repeats)
+        for name, (seconds, cpu_seconds, result) in timed.items():
+            print(f"{name:<22} {seconds:>10.3f} {cpu_seconds:>8.3f} {repeats:>5} {result['map']:>8.4f}")
+        (reference, (ref_seconds, ref_cpu, ref_result)), *others = timed.items()
+        for name, (seconds, cpu_seconds, result) in others:
+            diff = max(abs(result[stat] - ref_result[stat]) for stat in STAT_NAMES)
+            print(
+                f"{name} / {reference}: {ref_seconds / seconds:.2f}x the speed ({ref_cpu / cpu_seconds:.2f}x in CPU "
+                f"time); largest difference of the {len(STAT_NAMES)} stats {diff:.1e}"
+            )
 
 
 if __name__ == "__main__":

@@ -61,6 +61,7 @@ def test_eval_writes_metrics_and_report(dataset_and_model, tmp_path, capsys):
     assert set(metrics) == {"voc07", "coco"}
     assert set(metrics["voc07"]["per_class"]) == {"circle", "square", "triangle", "star", "ellipse", "cross"}
     assert "map50" in metrics["coco"]
+    assert metrics["coco"]["coco_backend"] == "faster-coco-eval"  # auto, with the test extra installed
     # the untrained model scores near 0: the checks are that the report holds the model's detections in image pixels
     # and that its mAP is theirs
     recomputed = check_report(out, weights, data, "test")

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from .coco import STAT_NAMES, coco_evaluate, to_coco_results
+from .coco import STAT_NAMES, coco_backend, coco_evaluate, to_coco_results
 from .confusion import confusion_matrix
 from .voc import DetectionList, average_precision, voc_evaluate
 
@@ -30,7 +30,8 @@ def evaluate(
 
     ``"voc07"``: VOC2007 11-point AP at IoU 0.5; ``"voc"``: VOC2010+ all-point AP at IoU 0.5; ``"coco"``:
     pycocotools' AP@[.5:.95] and friends. Every result has ``map`` and ``per_class`` {label: AP or None};
-    ``kw`` goes to :func:`voc_evaluate` (``iou_threshold``) or :func:`coco_evaluate` (``label_to_category_id``).
+    ``kw`` goes to :func:`voc_evaluate` (``iou_threshold``) or :func:`coco_evaluate` (``label_to_category_id``,
+    ``backend``: ``"auto"``, ``"faster-coco-eval"`` or ``"pycocotools"``, recorded as the result's ``coco_backend``).
     """
     if metric in ("voc07", "voc"):
         return voc_evaluate(detections, targets, use_07_metric=metric == "voc07", class_names=class_names, **kw)
@@ -71,6 +72,7 @@ __all__ = [
     "METRICS",
     "STAT_NAMES",
     "average_precision",
+    "coco_backend",
     "coco_evaluate",
     "confusion_matrix",
     "evaluate",
