@@ -5,12 +5,13 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from data_helpers import TINY_CLASSES, write_jpeg_file, write_yaml, write_yolo
 from ssd.data import YoloDataset, build_dataset, load_data_config
-from ssd.data.yolo import label_path
+from ssd.data.yolo import LabelFile, annotations_in_bulk, label_path, read_lines
 from ssd.errors import DataError
 
 
@@ -94,3 +95,37 @@ def test_bad_image_folders(tmp_path: Path, folder: str, message: str) -> None:
     with pytest.raises(DataError, match=message) as info:
         YoloDataset(tmp_path / folder, TINY_CLASSES)
     assert info.value.path == str(tmp_path / folder)
+
+
+def test_bulk_conversion_gives_what_the_line_by_line_parse_gives() -> None:
+    """Files of good rows, blank lines, rounding, and each kind of bad line (field count, non-number, class id,
+    empty and outside boxes), in images of different sizes: the same annotations and problems either way."""
+    rng = np.random.default_rng(0)
+    bad_lines = ["1 0.5 0.5 0.2", "x 0.5 0.5 0.2 0.2", "3 0.5 0.5 0.2 0.2", "1.5 0.5 0.5 0.2 0.2",
+                 "1 0.5 0.5 0 0.2", "1 0.9 0.5 0.5 0.2", "0 0.5 0.5 0.2 0.2 7"]  # fmt: skip
+    files = []
+    for i in range(60):
+        lines = [f"{rng.integers(3)} {rng.uniform(0.3, 0.7):.5f} {rng.uniform(0.3, 0.7):.5f} "
+                 f"{rng.uniform(0.05, 0.5):.5f} {rng.uniform(0.05, 0.5):.5f}" for _ in range(rng.integers(0, 6))]  # fmt: skip
+        if i % 4 == 1:
+            lines.insert(int(rng.integers(len(lines) + 1)), bad_lines[i // 4 % len(bad_lines)])
+        if i % 5 == 2:
+            lines += ["", "  ", "0 0.5 0.5 1.01 1.02"]  # blank lines, then a box clipped by rounding
+        fields = None if i % 11 == 3 else [line.split() for line in lines]
+        width, height = int(rng.integers(40, 700)), int(rng.integers(40, 700))
+        files.append(LabelFile(Path(f"images/{i}.jpg"), height, width, f"labels/{i}.txt", fields))
+    bulk = annotations_in_bulk(files, 3)
+    one_by_one = [read_lines(f, f.numbered_rows(), 3) for f in files]
+    assert [problems for _, problems in bulk] == [problems for _, problems in one_by_one]
+    refused = {i for i, (annotation, _) in enumerate(bulk) if annotation is None}
+    given_a_bad_line = {i for i, f in enumerate(files) if i % 4 == 1 and f.lines is not None}
+    assert given_a_bad_line <= refused and len(given_a_bad_line) == 14
+    assert len(refused) < len(files) - 20  # most files are good ones
+    for (a, _), (b, _) in zip(bulk, one_by_one):
+        assert (a is None) == (b is None)
+        if a is not None:
+            assert (a.path, a.image_id, a.height, a.width, a.annotation_path) == (b.path, b.image_id, b.height,
+                                                                                   b.width, b.annotation_path)  # fmt: skip
+            for name in ("boxes_xyxy", "labels", "difficult", "iscrowd"):
+                assert np.array_equal(getattr(a, name), getattr(b, name)), name
+                assert getattr(a, name).dtype == getattr(b, name).dtype, name
