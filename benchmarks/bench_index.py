@@ -4,6 +4,12 @@ Each case runs in a fresh process, so that its peak resident memory is its own: 
 first build with the cache on (parse and write the index file), and a reload of the index file.
 
     python benchmarks/bench_index.py [--folder DIR] [--images 118287]
+    python benchmarks/bench_index.py --folder DIR --node 8 4 --cache on   # 8 torchrun processes x 4 workers
+
+``--node P W`` measures one node instead: P processes under torchrun (Gloo), each building the split as
+``ssd train`` does (the node's first process first, the others after it) and making one pass over its targets
+with W fork-started loader workers; prints the node's time to build and its memory (PSS and private pages summed
+over all P x (1 + W) processes; the shared part is the difference).
 """
 
 from __future__ import annotations
@@ -57,6 +63,40 @@ print(main[0] + sum(pss for pss, _ in last), main[1] + sum(private for _, privat
 """
 
 
+NODE = WORKERS.replace(
+    'dataset = build_dataset(load_data_config(os.path.join(sys.argv[1], "data.yaml")), "train")',
+    """import time
+from ssd.engine.distributed import cleanup, gather_to_main, init_distributed, local_main_first
+info = init_distributed("cpu")
+start = time.perf_counter()
+with local_main_first(info):
+    dataset = build_dataset(load_data_config(os.path.join(sys.argv[1], "data.yaml")), "train")
+built = time.perf_counter() - start""",
+).replace(
+    "print(main[0] + sum(pss for pss, _ in last), main[1] + sum(private for _, private in last))",
+    """mine = (main[0] + sum(pss for pss, _ in last), main[1] + sum(private for _, private in last), built)
+every = gather_to_main([mine])
+if info.is_main:
+    print(sum(m[0] for m in every), sum(m[1] for m in every), max(m[2] for m in every))
+cleanup()""",
+)
+
+
+def node_memory(folder: Path, cache: str, processes: int, workers: int) -> tuple[float, float, float]:
+    """PSS and private MB summed over ``processes`` torchrun processes with ``workers`` loader workers each, after
+    one pass over the split's targets, and the seconds until the last process had built the split."""
+    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as script:
+        script.write(NODE)
+    try:
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
+                   script.name, str(folder), cache, str(workers)]  # fmt: skip
+        out = subprocess.run(command, capture_output=True, text=True, check=True)
+    finally:
+        Path(script.name).unlink()
+    pss, private, seconds = out.stdout.split()
+    return int(pss) / 1024, int(private) / 1024, float(seconds)
+
+
 def worker_memory(folder: Path, cache: str, workers: int) -> tuple[float, float]:
     """PSS and private MB of one process and its loader workers after one pass over the split's targets."""
     out = subprocess.run([sys.executable, "-c", WORKERS, str(folder), cache, str(workers)], capture_output=True,
@@ -69,11 +109,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--folder", type=Path, help="keep the synthetic split here (written if absent)")
     parser.add_argument("--images", type=int, default=COCO_IMAGES)
+    parser.add_argument("--node", type=int, nargs=2, metavar=("P", "W"), help="P processes x W workers instead")
+    parser.add_argument("--cache", choices=["on", "off"], default="on", help="the index cache, with --node")
     args = parser.parse_args()
     folder = args.folder or Path(tempfile.mkdtemp())
     if not (folder / "instances.json").is_file():
         write_coco_split(folder, args.images)
     (folder / "data.yaml").write_text("format: coco\ntrain: {images: images, annotations: instances.json}\n")
+    if args.node:
+        processes, workers = args.node
+        pss, private, seconds = node_memory(folder, args.cache, processes, workers)
+        print(
+            "| processes x workers | cache | built after s | PSS MB | private MB | shared MB |\n|---|---|---|---|---|---|"
+        )
+        print(
+            f"| {processes} x {workers} | {args.cache} | {seconds:.1f} | {pss:.0f} | {private:.0f} | {pss - private:.0f} |"
+        )
+        return
     print("| case | seconds | peak resident MB | images | boxes |\n|---|---|---|---|---|")
     for case in ("off", "first", "reload"):
         out = subprocess.run(
