@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from data_helpers import TINY_CLASSES, write_jpeg_file, write_yaml, write_yolo
-from ssd.data import YoloDataset, build_dataset, load_data_config
+from ssd.data import YoloDataset, build_dataset, load_data_config, yolo
 from ssd.data.yolo import LabelFile, annotations_in_bulk, label_path, read_lines
 from ssd.errors import DataError
 
@@ -129,3 +129,27 @@ def test_bulk_conversion_gives_what_the_line_by_line_parse_gives() -> None:
             for name in ("boxes_xyxy", "labels", "difficult", "iscrowd"):
                 assert np.array_equal(getattr(a, name), getattr(b, name)), name
                 assert getattr(a, name).dtype == getattr(b, name).dtype, name
+
+
+def test_chunks_of_images_give_the_same_dataset_in_image_order(tmp_path: Path, monkeypatch) -> None:
+    config = load_data_config(write_yolo(tmp_path))
+    (tmp_path / "labels" / "train" / "img_b.txt").write_text("0 0.5 0.5 0.5\n")  # a bad line in the middle image
+    monkeypatch.setenv("SSD_INDEX_CACHE", "off")
+    whole = build_dataset(config, "train")
+    monkeypatch.setattr(yolo, "CHUNK_IMAGES", 1)
+    chunked = build_dataset(config, "train")
+    assert chunked.image_ids == whole.image_ids == ["img_a", "img_c"]
+    assert chunked.problems == whole.problems and [p.where for p in whole.problems] == ["line 1"]
+    for i in range(len(whole)):
+        torch.testing.assert_close(chunked.targets(i)["boxes"], whole.targets(i)["boxes"])
+
+
+def test_a_folder_where_the_label_file_should_be_is_a_problem(tmp_path: Path) -> None:
+    config = load_data_config(write_yolo(tmp_path))
+    labels = tmp_path / "labels" / "train" / "img_a.txt"
+    labels.unlink()
+    labels.mkdir()
+    dataset = build_dataset(config, "train")
+    [problem] = dataset.problems
+    assert problem.path == str(labels) and problem.message.startswith("cannot read label file:")
+    assert "img_a" not in dataset.image_ids  # not silently an image without objects

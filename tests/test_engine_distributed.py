@@ -176,3 +176,16 @@ def test_local_main_first_runs_the_block_on_each_nodes_first_process_first(tmp_p
         ]
     for rank in range(2):
         assert json.loads((tmp_path / f"rank{rank}.json").read_text()) == [1.0]
+
+
+@pytest.mark.parametrize(("cache", "waits"), [("on", True), ("off", False)])
+def test_the_second_process_of_a_node_waits_for_the_datasets_only_with_the_index_cache(monkeypatch, cache, waits):
+    """With the cache off there is no index to share, and waiting would only double the time to start."""
+    from ssd.engine import train as train_module
+
+    barriers = []
+    monkeypatch.setattr("ssd.engine.distributed.barrier", lambda: barriers.append(True))
+    monkeypatch.setenv("SSD_INDEX_CACHE", cache)
+    with train_module.building_datasets(DistInfo(rank=1, world_size=2, local_rank=1)):
+        assert barriers == ([True] if waits else [])  # the second process waited before its block
+    assert len(barriers) == (1 if waits else 0)

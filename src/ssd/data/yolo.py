@@ -2,8 +2,8 @@
 
 Coordinates are normalised to the image, so every image's size is read from its header when the dataset is
 built (the header only, no decoding). Class ids are 0-based: label = class id + 1. The label files of a split are
-converted and checked together, in a few numpy calls; only a file with a bad line is parsed line by line, so that
-each problem names its line.
+converted and checked ``CHUNK_IMAGES`` at a time, in a few numpy calls; only a file with a bad line is parsed line
+by line, so that each problem names its line.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ import numpy as np
 from ..errors import DataError
 from ..images import IMAGE_SUFFIXES, read_image_size
 from .dataset import DetectionDataset, ImageAnnotation, Problem, check_boxes
+
+CHUNK_IMAGES = 10_000  # images whose label lines are held as strings at once, converted together
 
 
 class YoloDataset(DetectionDataset):
@@ -37,16 +39,11 @@ class YoloDataset(DetectionDataset):
         skip_bad: bool = True,
     ) -> None:
         dirs = [image_dirs] if isinstance(image_dirs, (str, os.PathLike)) else list(image_dirs)
-        found = [read_label_file(p, label_path(p)) for d in dirs for p in list_images(Path(d))]
-        files = [f for f in found if isinstance(f, LabelFile)]
-        parsed = iter(annotations_in_bulk(files, len(class_names)))
+        images = [p for d in dirs for p in list_images(Path(d))]
         annotations: list[ImageAnnotation] = []
         problems: list[Problem] = []
-        for item in found:  # in image order
-            annotation, item_problems = next(parsed) if isinstance(item, LabelFile) else (None, [item])
-            problems += item_problems
-            if annotation is not None:
-                annotations.append(annotation)
+        for start in range(0, len(images), CHUNK_IMAGES):
+            read_chunk(images[start : start + CHUNK_IMAGES], len(class_names), annotations, problems)
         super().__init__(
             annotations, class_names, problems, transform, keep_difficult=keep_difficult, skip_bad=skip_bad
         )
@@ -92,6 +89,19 @@ def label_path(image_path: Path) -> Path:
     last = len(parts) - 1 - parts[::-1].index("images")
     parts[last] = "labels"
     return Path(*parts).with_suffix(".txt")
+
+
+def read_chunk(
+    image_paths: Sequence[Path], num_classes: int, annotations: list[ImageAnnotation], problems: list[Problem]
+) -> None:
+    """Read the images' sizes and label files and append their annotations and problems, in image order."""
+    found = [read_label_file(p, label_path(p)) for p in image_paths]
+    parsed = iter(annotations_in_bulk([f for f in found if isinstance(f, LabelFile)], num_classes))
+    for item in found:
+        annotation, item_problems = next(parsed) if isinstance(item, LabelFile) else (None, [item])
+        problems += item_problems
+        if annotation is not None:
+            annotations.append(annotation)
 
 
 def read_label_file(image_path: Path, labels_file: Path) -> LabelFile | Problem:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from ..build import build_model
 from ..checkpoint import load_matching_weights, read_checkpoint
 from ..config import RunConfig, TrainConfig, prior_fit_mode, run_config_from_dict
 from ..data import build_dataset, load_data_config
+from ..data.cache import cache_enabled
 from ..data.check import normalized_boxes
 from ..data.loader import build_loader, set_epoch
 from ..data.transforms import AugmentedDataset, EvalTransform, TrainTransform
@@ -93,7 +94,7 @@ def train(
         torch.manual_seed(run.train.seed)
         random.seed(run.train.seed)
         data_cfg = load_data_config(run.data)
-        with local_main_first(dist_info):  # a node's first process reads the split (and caches it) before the others
+        with building_datasets(dist_info):
             train_set = build_dataset(
                 data_cfg, run.train.train_split, keep_difficult=run.train.keep_difficult, skip_bad=run.train.skip_bad
             )
@@ -181,6 +182,12 @@ def fit_default_boxes(run: RunConfig, train_set: Any, dist_info: DistInfo) -> No
     run.model.update(broadcast_object(values), prior_fit="off")
 
 
+def building_datasets(dist_info: DistInfo) -> AbstractContextManager[None]:
+    """Where datasets are built: with the index cache on, on each node's first process before the others, which
+    then map the index it wrote; with it off every process parses at once, since none could use another's work."""
+    return local_main_first(dist_info) if cache_enabled() else nullcontext()
+
+
 def build_training_model(run: RunConfig, class_names: list[str], dist_info: DistInfo) -> SSD:
     """The model of the run config for these classes, optionally initialised from weights, on the device."""
     cfg = run.train
@@ -237,7 +244,7 @@ def build_training_data(run: RunConfig, data_cfg: Any, train_set: Any, model: SS
     val_loader = None
     if cfg.val_split in data_cfg.splits:
         transform = EvalTransform(model.config.input_size)
-        with local_main_first(dist_info):
+        with building_datasets(dist_info):
             val_set = build_dataset(data_cfg, cfg.val_split, transform=transform, skip_bad=True)
         if list(val_set.class_names) != list(train_set.class_names):
             raise SSDError(

@@ -73,7 +73,8 @@ def _category_ids(labels: list[int], label_to_category_id: Mapping[int, int] | N
 
 def _flat(dicts: DetectionList, key: str, default: float | bool | None = None) -> list:
     """``key`` of all ``dicts`` in one list of Python numbers (floats via float64); ``default`` where it is absent."""
-    values = [d[key] if key in d else torch.full((len(d["boxes"]),), default) for d in dicts]
+    dtype = torch.float64 if isinstance(default, float) else None  # an integer column stays exact beside NaN
+    values = [d[key] if key in d else torch.full((len(d["boxes"]),), default, dtype=dtype) for d in dicts]
     flat = torch.cat([v.detach().cpu().reshape(-1) for v in values]) if values else torch.zeros(0)
     return (flat.double() if flat.is_floating_point() else flat).numpy().tolist()
 
