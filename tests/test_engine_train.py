@@ -303,6 +303,12 @@ def test_prior_fit_auto_fits_before_training_and_the_run_keeps_the_fitted_boxes(
     saved = ssd.load(result.run_dir / "last.pt").config
     assert saved.min_sizes == written["model"]["min_sizes"] == written["model_config"]["min_sizes"]
     assert saved.aspect_ratios == written["model"]["aspect_ratios"]
+    # the same run as one with the fitted values written into its config: fitting drew nothing from the run's RNG
+    pasted = tiny_run(shapes_yaml, iterations=2)
+    pasted.model.update(written["model"])
+    again = ssd.load(train(pasted, project=tmp_path, name="pasted", progress=False).run_dir / "last.pt")
+    for name, value in ssd.load(result.run_dir / "last.pt").state_dict().items():
+        torch.testing.assert_close(again.state_dict()[name], value, rtol=0, atol=0, msg=name)
 
     ssd.save(ssd.build_model("ssd300_vgg16", 7, **TINY_96), tmp_path / "pretrained.pt")
     tuned = tiny_run(shapes_yaml, iterations=1, weights=str(tmp_path / "pretrained.pt"))

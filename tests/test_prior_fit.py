@@ -1,13 +1,16 @@
 """Default boxes fitted to boxes: never worse than the model's own on the objective, ratios that follow the data,
-deterministic, and fitted values that rebuild the same default boxes through a config, a checkpoint and ONNX."""
+deterministic, positives counted as the matcher assigns them, and fitted values that rebuild the same default
+boxes through a config, a checkpoint and ONNX."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+from torchvision.ops import box_convert
 
 import ssd
 from model_helpers import TINY_96
+from ssd.boxes import match
 from ssd.model.priors import generate_priors
 from ssd.prior_fit import fit_priors
 
@@ -98,3 +101,15 @@ def test_no_map_gets_default_boxes_smaller_than_its_cells(tiny):
     assert [round(c * 96) for c in cells] == [8, 16, 32, 48]
     assert all(size >= cell - 1e-6 for size, cell in zip(fit.spec.min_sizes, cells)), fit.spec.min_sizes
     assert fit.after.key() >= fit.before.key()
+
+
+def test_positives_per_box_are_what_the_matcher_assigns_to_a_lone_object(tiny):
+    """Each box alone in its image: the matcher's positives (every prior at IoU >= 0.5, or the best one) counted
+    with ssd.boxes.match agree with the score's mean."""
+    boxes = random_boxes(200, scale=(0.05, 0.6), aspect=(0.5, 2.0), seed=3)
+    priors = box_convert(tiny.priors, "cxcywh", "xyxy")
+    matched = match(boxes[:, None, :].float(), torch.ones(len(boxes), 1, dtype=torch.bool), priors)  # [G, P]
+    expected = (matched >= 0).sum(dim=1).double().mean().item()
+    score = fit_priors(boxes, tiny.config, tiny.feature_sizes).before
+    assert score.mean_positives == pytest.approx(expected, abs=1e-9)
+    assert 1.0 < expected < 20.0  # some boxes have several positives, none is without one

@@ -3,10 +3,14 @@ boxes as the model sees them, with the maps, their strides and the boxes per loc
 network, and any weights it has, are unchanged).
 
 The objective is the share of boxes whose best default box reaches IoU 0.5 (what the paper's matching learns
-from), then the mean best IoU. The search is plain and deterministic: sizes start at the quantiles of the box
-scales, map by map from fine to coarse, and ratios at the quantiles of the aspect ratios of each map's boxes;
-a coordinate search then scales one value at a time while the objective improves, no map stops being the best
-map for some of the boxes, and no map gets boxes smaller than its cells. The model's own boxes are a second starting point, and the result is never worse
+from), then the mean best IoU. Each score also counts the positives per box (the default boxes the matching
+would train on), reported beside the coverage but not optimised: a condition on them changed nothing measurable
+(docs/default_boxes.md).
+
+The search is plain and deterministic: sizes start at the quantiles of the box scales, map by map from fine to
+coarse, and ratios at the quantiles of the aspect ratios of each map's boxes; a coordinate search then scales one
+value at a time while the objective improves, no map stops being the best map for some of the boxes, and no map
+gets boxes smaller than its cells. The model's own boxes are another starting point, and the result is never worse
 than them on the boxes given.
 """
 
@@ -67,15 +71,19 @@ class PriorSpec:
 
 @dataclass(frozen=True)
 class FitScore:
-    """How well some default boxes cover the boxes: the share at IoU >= 0.5, the mean best IoU, and per map the
-    share of boxes it covers at 0.5 and the share for which it is the best map."""
+    """How well some default boxes cover the boxes: the share at IoU >= 0.5, the mean best IoU, per map the share
+    of boxes it covers at 0.5 and the share for which it is the best map, and the mean number of positives per
+    box (default boxes at the matcher's IoU threshold or above, at least 1; the contest between the boxes of one
+    image aside)."""
 
     share_iou50: float
     mean_best_iou: float
     per_map_iou50: tuple[float, ...]
     per_map_best: tuple[float, ...]
+    mean_positives: float
 
     def key(self) -> tuple[float, float]:
+        """Coverage, then mean best IoU."""
         return (self.share_iou50, self.mean_best_iou)
 
 
@@ -89,36 +97,42 @@ class PriorFit:
 
 
 class _Scorer:
-    """Best IoU of each box on each map, for a spec; recomputes only the maps whose values changed."""
+    """Each box's best IoU on each map and its positives there, for a spec; recomputes only the maps whose values
+    changed."""
 
     def __init__(self, boxes_xyxy: Tensor, config: ModelConfig, feature_sizes: Sequence[int]) -> None:
         self.boxes = boxes_xyxy.float()
         self.config, self.feature_sizes = config, list(feature_sizes)
-        self.cache: dict[tuple, Tensor] = {}
+        self.cache: dict[tuple, tuple[Tensor, Tensor]] = {}
 
-    def best_per_map(self, spec: PriorSpec) -> Tensor:
-        """``Tensor[G, K]``: each box's best IoU with the default boxes of each map."""
-        return torch.stack([self._map(spec, k) for k in range(len(self.feature_sizes))], dim=1)
+    def best_per_map(self, spec: PriorSpec) -> tuple[Tensor, Tensor]:
+        """``Tensor[G, K]`` twice: each box's best IoU with the default boxes of each map, and how many of them
+        are positives (IoU at least the matcher's ``config.iou_threshold``)."""
+        per_map = [self._map(spec, k) for k in range(len(self.feature_sizes))]
+        return torch.stack([b for b, _ in per_map], dim=1), torch.stack([c for _, c in per_map], dim=1)
 
-    def _map(self, spec: PriorSpec, k: int) -> Tensor:
+    def _map(self, spec: PriorSpec, k: int) -> tuple[Tensor, Tensor]:
         key = (k, spec.min_sizes[k], spec.max_sizes[k], spec.aspect_ratios[k])
         if key not in self.cache:
             c = self.config
             step = None if c.steps is None else [c.steps[k]]
             priors = generate_priors([self.feature_sizes[k]], c.input_size, [spec.min_sizes[k]],
                                      [spec.max_sizes[k]], [spec.aspect_ratios[k]], step, c.clip)  # fmt: skip
-            self.cache[key] = box_iou(self.boxes, box_convert(priors, "cxcywh", "xyxy")).amax(dim=1)
+            iou = box_iou(self.boxes, box_convert(priors, "cxcywh", "xyxy"))  # [G, P_k]
+            self.cache[key] = (iou.amax(dim=1), (iou >= c.iou_threshold).sum(dim=1))
         return self.cache[key]
 
     def score(self, spec: PriorSpec) -> FitScore:
-        per_map = self.best_per_map(spec)  # [G, K]
+        per_map, counts = self.best_per_map(spec)  # [G, K] each
         best, best_map = per_map.max(dim=1)
         shares = torch.bincount(best_map, minlength=per_map.shape[1]).double() / len(best)
+        positives = counts.sum(dim=1).clamp(min=1)  # the matcher's: every prior over its threshold, else the best
         return FitScore(
             float((best >= 0.5).double().mean()),
             float(best.double().mean()),
             tuple((per_map >= 0.5).double().mean(dim=0).tolist()),
             tuple(shares.tolist()),
+            float(positives.double().mean()),
         )
 
 

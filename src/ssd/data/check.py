@@ -343,7 +343,8 @@ def format_fit(fit: PriorFit, model: SSD) -> str:
     b, a = fit.before, fit.after
     lines = [
         f"default boxes fitted: {_percent(b.share_iou50)} -> {_percent(a.share_iou50)} of boxes have a prior with "
-        f"IoU >= 0.5 (mean best IoU {b.mean_best_iou:.2f} -> {a.mean_best_iou:.2f})",
+        f"IoU >= 0.5 (mean best IoU {b.mean_best_iou:.2f} -> {a.mean_best_iou:.2f}; positives per box "
+        f"{b.mean_positives:.2f} -> {a.mean_positives:.2f})",
         f"  {'map':>7} {'IoU>=0.5 now':>13} {'fitted':>8} {'best map now':>13} {'fitted':>8}",
     ]
     for k, size in enumerate(model.feature_sizes):

@@ -169,14 +169,16 @@ def fit_default_boxes(run: RunConfig, train_set: Any, dist_info: DistInfo) -> No
         )
     values = None
     if dist_info.is_main:
-        model = build_model(run.preset, **{k: v for k, v in run.model.items() if k != "prior_fit"})
+        with torch.random.fork_rng(devices=[]):  # the model built to fit draws no numbers from the run's stream
+            model = build_model(run.preset, **{k: v for k, v in run.model.items() if k != "prior_fit"})
         boxes = normalized_boxes(train_set)
         fit = fit_priors(boxes, model.config, model.feature_sizes, seed=run.train.seed)
         before, after = fit.before, fit.after
         log.info(
             "default boxes fitted to %d training boxes: %.1f%% -> %.1f%% have a prior with IoU >= 0.5 (mean best "
-            "IoU %.3f -> %.3f)", len(boxes), 100 * before.share_iou50, 100 * after.share_iou50,
-            before.mean_best_iou, after.mean_best_iou,
+            "IoU %.3f -> %.3f, positives per box %.2f -> %.2f)", len(boxes), 100 * before.share_iou50,
+            100 * after.share_iou50, before.mean_best_iou, after.mean_best_iou, before.mean_positives,
+            after.mean_positives,
         )  # fmt: skip
         values = fit.spec.config_values(model.config.input_size)
     run.model.update(broadcast_object(values), prior_fit="off")
