@@ -6,13 +6,13 @@ data checker.
 
 from __future__ import annotations
 
-import gc
 import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ..errors import DataError
+from ..gc_pause import gc_paused
 from ..images import read_image
 from .cache import cache_enabled, cached_dataset, split_sources
 from .coco import CocoDataset
@@ -50,11 +50,8 @@ def build_dataset(
 def _read_split(data_config: DataConfig, spec: Any, split: str, options: dict[str, Any]) -> DetectionDataset:
     """The dataset of ``split`` as its reader parses it, with the garbage collector paused: the millions of
     containers a large annotation file parses into would otherwise trigger full collections over and over."""
-    gc.disable()
-    try:
+    with gc_paused():
         return _parse_split(data_config, spec, split, options)
-    finally:
-        gc.enable()
 
 
 def _parse_split(data_config: DataConfig, spec: Any, split: str, options: dict[str, Any]) -> DetectionDataset:

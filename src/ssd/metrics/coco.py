@@ -12,7 +12,6 @@ Summary values that COCOeval leaves undefined (e.g. AP small without small objec
 from __future__ import annotations
 
 import contextlib
-import gc
 import io
 import math
 from collections import Counter
@@ -24,6 +23,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from torchvision.ops import box_convert
 
+from ..gc_pause import gc_paused
 from .voc import DetectionList, check_inputs
 
 # COCOeval.stats order, under torchmetrics' names
@@ -148,19 +148,6 @@ def _ground_truth_annotations(
     ]
 
 
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Cyclic garbage collection off for the block: the million small dicts and lists of a large split, all alive
-    until the end, would otherwise trigger collections that free nothing (about a quarter of faster-coco-eval's time)."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
 def _pycocotools_coco(dataset: dict[str, list[dict]]) -> COCO:
     """A pycocotools COCO object of an in-memory dataset, its index built quietly."""
     coco = COCO()
@@ -206,6 +193,17 @@ def _summary(stats: Sequence[float]) -> str:
     return "".join(lines)
 
 
+def _per_class_ap(precision: Any, category_ids: Sequence[int], label_of: Mapping[int, int]) -> dict[int, float | None]:
+    """AP@[.5:.95] of each category under its label, from COCOeval's ``precision`` [T iou thresholds, R recall
+    points, K categories, A area ranges, M max-dets] (all areas, the most detections); None without ground truth."""
+    per_class: dict[int, float | None] = {}
+    for k, category_id in enumerate(category_ids):
+        values = precision[:, :, k, 0, -1]
+        values = values[values > -1]
+        per_class[label_of[category_id]] = float(values.mean()) if values.size else None
+    return per_class
+
+
 def coco_evaluate(
     detections: DetectionList,
     targets: DetectionList,
@@ -232,7 +230,7 @@ def coco_evaluate(
 
     images = [{"id": i} for i in range(len(targets))]
     categories = [{"id": category_of[label]} for label in labels]
-    with _gc_paused():
+    with gc_paused():  # the million small dicts and lists of a large split
         results = _loaded_results(detections, category_of)
         annotations = _ground_truth_annotations(targets, category_of)
         stats, precision, category_ids = _run_cocoeval(
@@ -241,18 +239,10 @@ def coco_evaluate(
             {"images": images, "categories": categories, "annotations": results},
         )
 
-    # precision: [T iou thresholds, R recall points, K categories, A area ranges, M max-dets]
-    label_of = {c: label for label, c in category_of.items()}
-    per_class: dict[int, float | None] = {}
-    for k, category_id in enumerate(category_ids):
-        values = precision[:, :, k, 0, -1]
-        values = values[values > -1]
-        per_class[label_of[category_id]] = float(values.mean()) if values.size else None
-
     counts = Counter(a["category_id"] for a in annotations if not a["iscrowd"])
     result: dict[str, Any] = {"metric": "coco"}
     result.update({name: float(value) for name, value in zip(STAT_NAMES, stats)})
-    result["per_class"] = per_class
+    result["per_class"] = _per_class_ap(precision, category_ids, {c: label for label, c in category_of.items()})
     result["num_gt"] = {label: counts[category_of[label]] for label in labels}
     result["summary"] = _summary(stats)
     result["coco_backend"] = backend
